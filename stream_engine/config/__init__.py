@@ -1,0 +1,1 @@
+"""The pipeline file: pydantic models, loading with overlays and interpolation, validation."""

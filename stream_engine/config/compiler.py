@@ -1,0 +1,483 @@
+"""Validate an effective configuration and compile it into the core's plan, in one pass.
+
+Every problem is collected with its location, so a user sees all of them at once. Each part
+(top level, each service, each stage, each rule, each rule's params) is checked on its own, so
+one broken rule does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+from pydantic import BaseModel, ValidationError
+
+from stream_engine.config.loader import EffectiveConfig
+from stream_engine.config.models import (
+    CircuitBreakerConfig,
+    PipelineConfig,
+    RetryConfig,
+    RuleConfig,
+    ServiceConfig,
+    StageConfig,
+)
+from stream_engine.config.source import PathKey, format_location
+from stream_engine.core.breaker import BreakerState, CircuitBreaker
+from stream_engine.core.expr import Expression
+from stream_engine.core.outcome import Route
+from stream_engine.core.plan import (
+    PipelinePlan,
+    RuleSpec,
+    StagePlan,
+    dependency_levels,
+    find_cycle,
+    ordering_edges,
+)
+from stream_engine.core.registry import Registry
+from stream_engine.core.retry import RetryPolicy
+from stream_engine.core.service import GuardedService
+from stream_engine.errors import ConfigError, ConfigErrors, ExpressionError, RegistryError
+
+M = TypeVar("M", bound=BaseModel)
+
+NO_RETRY = RetryPolicy()
+
+
+@dataclass
+class CompiledPipeline:
+    """A validated pipeline: the core plan, its services, and what validation noticed."""
+
+    plan: PipelinePlan
+    config: PipelineConfig
+    effective: EffectiveConfig
+    services: dict[str, GuardedService]
+    breakers: dict[str, CircuitBreaker]
+    warnings: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Release the services' resources (HTTP connection pools)."""
+        for guarded in self.services.values():
+            close = getattr(guarded.service, "close", None)
+            if close is not None:
+                await close()
+
+
+def retry_policy(config: RetryConfig | None) -> RetryPolicy:
+    """The core's retry policy from its config block (no block: a single attempt)."""
+    if config is None:
+        return NO_RETRY
+    return RetryPolicy(
+        attempts=config.attempts,
+        backoff_s=config.backoff_s,
+        multiplier=config.multiplier,
+        max_backoff_s=config.max_backoff_s,
+        jitter=config.jitter,
+        retry_on=frozenset(config.retry_on),
+    )
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model or container inside Optional[...] / Annotated[...]."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(options[0]) if len(options) == 1 else annotation
+    return annotation
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (for 'did you mean' hints)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = current.model_fields
+            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+            if name is None:
+                return None
+            current = _unwrap(fields[name].annotation)
+        else:
+            args = typing.get_args(current)
+            if not args:
+                return None
+            current = _unwrap(args[-1])
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+class Compiler:
+    """Collects every error of one configuration while building its plan."""
+
+    def __init__(
+        self,
+        effective: EffectiveConfig,
+        rules: Registry[Any],
+        services: Registry[Any],
+        breaker_listener: Callable[[str, BreakerState], None] | None = None,
+    ) -> None:
+        self.effective = effective
+        self.data = effective.data
+        self.rules = rules
+        self.service_classes = services
+        self.breaker_listener = breaker_listener
+        self.errors: list[ConfigError] = []
+        self.warnings: list[str] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    # -- error collection -------------------------------------------------------------------
+
+    def error(self, path: PathKey, message: str) -> None:
+        location = format_location(path)
+        if (location, message) in self._seen:
+            return
+        self._seen.add((location, message))
+        self.errors.append(
+            ConfigError(
+                location,
+                message,
+                self.effective.lines.get(path) or _nearest_line(self.effective.lines, path),
+            )
+        )
+
+    def parse(self, model: type[M], raw: Any, path: PathKey) -> M | None:
+        """Validate ``raw`` against ``model``; record each pydantic error at its location."""
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            for item in exc.errors(include_url=False):
+                loc = tuple(item["loc"])
+                self.error((*path, *loc), self._message(model, loc, item))
+            return None
+
+    @staticmethod
+    def _message(model: type[BaseModel], loc: tuple[Any, ...], item: Any) -> str:
+        kind = item["type"]
+        if kind == "missing":
+            return "required"
+        if kind == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            known = _field_names(owner) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                return f"unknown key (did you mean '{close[0]}'?)"
+            return "unknown key" + (f" (allowed: {', '.join(known)})" if known else "")
+        message = str(item["msg"])
+        return message.removeprefix("Value error, ")
+
+    # -- the pass ---------------------------------------------------------------------------
+
+    def compile(self) -> CompiledPipeline:
+        data = self.data
+        top = self.parse(PipelineConfig, {**data, "stages": {"_": {}}, "services": {}}, ())
+        execution = top.execution if top else None
+        services = self._services(
+            data.get("services"), execution.default_timeout_s if execution else None
+        )
+        stages = self._stages(data.get("stages"), top, services)
+        if self.errors:
+            raise ConfigErrors(self.errors)
+        config = PipelineConfig.model_validate(data)
+        assert top is not None
+        plan = PipelinePlan(
+            name=config.pipeline,
+            version=config.version,
+            config_hash=self.effective.config_hash,
+            stages=tuple(stages),
+            stop_on_stage_failure=config.execution.stop_on_stage_failure,
+            budget=config.execution.budget,
+            budget_route=Route(config.execution.budget_route),
+            key_field=config.input.key_field,
+            tenant_field=config.input.tenant_field,
+            pii_fields=tuple(config.pii_fields),
+            environment=self.effective.environment,
+        )
+        breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
+        return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+
+    def _services(self, raw: Any, default_timeout: float | None) -> dict[str, GuardedService]:
+        out: dict[str, GuardedService] = {}
+        if not isinstance(raw, dict):
+            return out
+        for name, body in raw.items():
+            path: PathKey = ("services", name)
+            config = self.parse(ServiceConfig, body, path)
+            if config is None:
+                continue
+            cls = self._lookup(self.service_classes, config.class_, (*path, "class"))
+            if cls is None:
+                continue
+            try:
+                instance = cls.from_params(name, config.params)
+            except ValidationError as exc:
+                self._params_errors(cls.Params, exc, (*path, "params"))
+                continue
+            out[name] = GuardedService(
+                name,
+                instance,
+                timeout_s=config.timeout_s or default_timeout,
+                retry=retry_policy(config.retry),
+                breaker=self._breaker(name, config.circuit_breaker),
+                rng=random.Random(),
+            )
+        return out
+
+    def _breaker(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker | None:
+        if config is None:
+            return None
+        return CircuitBreaker(
+            name,
+            failure_threshold=config.failure_threshold,
+            reset_timeout_s=config.reset_timeout_s,
+            half_open_max_calls=config.half_open_max_calls,
+            on_state_change=self.breaker_listener,
+        )
+
+    def _lookup(self, registry: Registry[Any], name: str, path: PathKey) -> Any:
+        try:
+            return registry.get(name)
+        except RegistryError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def _params_errors(self, model: type[BaseModel], exc: ValidationError, path: PathKey) -> None:
+        for item in exc.errors(include_url=False):
+            loc = tuple(item["loc"])
+            self.error((*path, *loc), self._message(model, loc, item))
+
+    def _stages(
+        self, raw: Any, top: PipelineConfig | None, services: Mapping[str, GuardedService]
+    ) -> list[StagePlan]:
+        if not isinstance(raw, dict) or not raw:
+            if isinstance(raw, dict):
+                self.error(("stages",), "define at least one stage")
+            return []
+        index = self._rule_index(raw)
+        plans: list[StagePlan] = []
+        default_timeout = top.execution.default_timeout_s if top else None
+        max_parallel = top.execution.max_parallel_rules if top else 8
+        for position, (stage_name, body) in enumerate(raw.items()):
+            path: PathKey = ("stages", stage_name)
+            if not isinstance(body, dict):
+                self.error(path, "a stage must be a mapping")
+                continue
+            options = self.parse(StageConfig, {**body, "rules": {}}, path)
+            condition = self._expression(body.get("condition"), (*path, "condition"))
+            specs = self._rules(
+                stage_name, position, body.get("rules"), index, services, default_timeout, raw
+            )
+            if options is None:
+                continue
+            if not options.rules and not body.get("rules"):
+                self.warnings.append(f"stages.{stage_name}: has no rules")
+            levels = self._levels(stage_name, specs)
+            plans.append(
+                StagePlan(
+                    name=stage_name,
+                    index=position,
+                    rules=tuple(specs),
+                    levels=levels,
+                    enabled=options.enabled,
+                    fail_fast=options.fail_fast,
+                    parallel=options.parallel,
+                    max_parallel_rules=options.max_parallel_rules or max_parallel,
+                    timeout_s=options.timeout_s,
+                    condition=condition,
+                    description=options.description,
+                )
+            )
+        return plans
+
+    def _rule_index(self, stages: dict[str, Any]) -> dict[str, tuple[int, str, bool]]:
+        """rule id → (stage position, stage name, enabled); duplicates are errors."""
+        index: dict[str, tuple[int, str, bool]] = {}
+        for position, (stage_name, body) in enumerate(stages.items()):
+            rules = body.get("rules") if isinstance(body, dict) else None
+            if not isinstance(rules, dict):
+                if rules is not None:
+                    self.error(
+                        ("stages", stage_name, "rules"), "must be a mapping of rule id to rule"
+                    )
+                continue
+            stage_on = body.get("enabled", True) is not False
+            for rule_id, rule in rules.items():
+                if rule_id in index:
+                    other = index[rule_id][1]
+                    self.error(
+                        ("stages", stage_name, "rules", rule_id),
+                        f"rule id already used in stage '{other}' (ids are unique per pipeline)",
+                    )
+                    continue
+                rule_on = not (isinstance(rule, dict) and rule.get("enabled") is False)
+                index[rule_id] = (position, stage_name, stage_on and rule_on)
+        return index
+
+    def _expression(self, source: Any, path: PathKey) -> Expression | None:
+        if not isinstance(source, str):
+            return None
+        try:
+            return Expression(source)
+        except ExpressionError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def _rules(
+        self,
+        stage: str,
+        position: int,
+        raw: Any,
+        index: Mapping[str, tuple[int, str, bool]],
+        services: Mapping[str, GuardedService],
+        default_timeout: float | None,
+        stages_raw: Mapping[str, Any],
+    ) -> list[RuleSpec]:
+        specs: list[RuleSpec] = []
+        if not isinstance(raw, dict):
+            return specs
+        for rule_id, body in raw.items():
+            path: PathKey = ("stages", stage, "rules", rule_id)
+            if index.get(rule_id, (position, stage))[1] != stage:
+                continue
+            config = self.parse(RuleConfig, body, path)
+            if config is None:
+                continue
+            self._check_dependencies(rule_id, stage, position, config, index, path)
+            when = self._expression(config.when, (*path, "when"))
+            cls = self._lookup(self.rules, config.class_, (*path, "class"))
+            if cls is None:
+                continue
+            try:
+                rule = cls.from_params(config.params)
+            except ValidationError as exc:
+                self._params_errors(cls.Params, exc, (*path, "params"))
+                continue
+            if not self._bind(rule, config.params, services, (*path, "params")):
+                continue
+            if not config.enabled:
+                continue
+            is_async = RuleSpec.detect_async(rule)
+            specs.append(
+                RuleSpec(
+                    rule_id=rule_id,
+                    stage=stage,
+                    rule=rule,
+                    dependencies=tuple(config.dependencies),
+                    cross_stage_dependencies=tuple(config.cross_stage_dependencies),
+                    requires=tuple(dict.fromkeys([*config.requires, *rule.requires()])),
+                    provides=tuple(dict.fromkeys([*config.provides, *rule.provides()])),
+                    when=when,
+                    on_fail=config.on_fail,
+                    on_error=config.on_error,
+                    cost=config.cost,
+                    retry=retry_policy(config.retry),
+                    timeout_s=config.timeout_s or (default_timeout if is_async else None),
+                    description=config.description,
+                    is_async=is_async,
+                )
+            )
+        return specs
+
+    def _bind(
+        self,
+        rule: Any,
+        params: Mapping[str, Any],
+        services: Mapping[str, GuardedService],
+        path: PathKey,
+    ) -> bool:
+        names = {p: getattr(rule.params, p) for p in rule.service_params}
+        bound: dict[str, GuardedService] = {}
+        ok = True
+        declared = self.data.get("services")
+        for param, name in names.items():
+            if name in services:
+                bound[name] = services[name]
+            elif isinstance(declared, dict) and name in declared:
+                ok = False  # the service itself is broken; its own errors say why
+            else:
+                known = (
+                    ", ".join(sorted(declared))
+                    if isinstance(declared, dict) and declared
+                    else "none"
+                )
+                self.error((*path, param), f"unknown service '{name}' (defined: {known})")
+                ok = False
+        if ok:
+            rule.bind_services(bound)
+        return ok
+
+    def _check_dependencies(
+        self,
+        rule_id: str,
+        stage: str,
+        position: int,
+        config: RuleConfig,
+        index: Mapping[str, tuple[int, str, bool]],
+        path: PathKey,
+    ) -> None:
+        for key, same_stage in (("dependencies", True), ("cross_stage_dependencies", False)):
+            for i, dep in enumerate(getattr(config, key)):
+                where = (*path, key, i)
+                if dep == rule_id:
+                    self.error(where, "a rule cannot depend on itself")
+                    continue
+                found = index.get(dep)
+                if found is None:
+                    close = difflib.get_close_matches(dep, list(index), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    self.error(where, f"unknown rule '{dep}'{hint}")
+                    continue
+                dep_position, dep_stage, dep_enabled = found
+                if dep_position > position:
+                    self.error(
+                        where,
+                        f"rule '{dep}' is in later stage '{dep_stage}', which runs after this one",
+                    )
+                elif same_stage and dep_position < position:
+                    self.error(
+                        where,
+                        f"rule '{dep}' is in earlier stage '{dep_stage}': "
+                        "list it under cross_stage_dependencies",
+                    )
+                elif not same_stage and dep_position == position:
+                    self.error(where, f"rule '{dep}' is in this stage: list it under dependencies")
+                elif not dep_enabled and index.get(rule_id, (0, "", False))[2]:
+                    self.warnings.append(
+                        f"{format_location(where)}: '{dep}' (stage '{dep_stage}') is disabled, "
+                        f"so '{rule_id}' will always be skipped"
+                    )
+
+    def _levels(self, stage: str, specs: list[RuleSpec]) -> tuple[tuple[RuleSpec, ...], ...]:
+        cycle = find_cycle(ordering_edges(specs))
+        if cycle is not None:
+            self.error(
+                ("stages", stage, "rules", cycle[0], "dependencies"),
+                "dependency cycle: " + " -> ".join(cycle),
+            )
+            return ()
+        return dependency_levels(specs)
+
+
+def _nearest_line(lines: Mapping[PathKey, int], path: PathKey) -> int | None:
+    for end in range(len(path) - 1, 0, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def compile_pipeline(
+    effective: EffectiveConfig,
+    rules: Registry[Any],
+    services: Registry[Any],
+    breaker_listener: Callable[[str, BreakerState], None] | None = None,
+) -> CompiledPipeline:
+    """Validate and compile; raises ``ConfigErrors`` listing every problem."""
+    return Compiler(effective, rules, services, breaker_listener).compile()

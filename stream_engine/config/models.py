@@ -1,0 +1,118 @@
+"""Pydantic models of the pipeline file. They are the source of truth for its shape."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveFloat
+
+from stream_engine.core.outcome import OnError, OnFail
+
+ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
+DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class RetryConfig(_Model):
+    """Retries with exponential backoff: ``attempts`` counts the first try."""
+
+    attempts: int = Field(3, ge=1, le=100)
+    backoff_s: float = Field(0.2, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_backoff_s: float = Field(30.0, ge=0)
+    jitter: float = Field(0.1, ge=0, le=1)
+    retry_on: list[ErrorKind] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+
+
+class CircuitBreakerConfig(_Model):
+    """Open after ``failure_threshold`` consecutive failures, probe after ``reset_timeout_s``."""
+
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout_s: PositiveFloat = 30.0
+    half_open_max_calls: int = Field(1, ge=1)
+
+
+class ServiceConfig(_Model):
+    """A service rules can call: a registered class, its params and its guards."""
+
+    class_: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: PositiveFloat | None = None
+    retry: RetryConfig | None = None
+    circuit_breaker: CircuitBreakerConfig | None = None
+    description: str = ""
+
+
+class RuleConfig(_Model):
+    """One rule: a registered class with its params and the options that govern it."""
+
+    class_: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    enabled: bool = True
+    dependencies: list[str] = Field(default_factory=list)
+    cross_stage_dependencies: list[str] = Field(default_factory=list)
+    requires: list[str] = Field(default_factory=list)
+    provides: list[str] = Field(default_factory=list)
+    when: str | None = None
+    on_fail: OnFail = OnFail.REJECT
+    on_error: OnError = OnError.DEAD_LETTER
+    cost: float = Field(0.0, ge=0)
+    retry: RetryConfig | None = None
+    timeout_s: PositiveFloat | None = None
+
+
+class StageConfig(_Model):
+    """A stage: its rules and how they run (seed 000's stage options)."""
+
+    enabled: bool = True
+    description: str = ""
+    fail_fast: bool = True
+    parallel: bool = Field(False, validation_alias=AliasChoices("parallel", "parallel_execution"))
+    max_parallel_rules: int | None = Field(None, ge=1)
+    timeout_s: PositiveFloat | None = Field(
+        None, validation_alias=AliasChoices("timeout_s", "timeout_seconds")
+    )
+    condition: str | None = None
+    rules: dict[str, RuleConfig] = Field(default_factory=dict)
+
+
+class ExecutionConfig(_Model):
+    """Pipeline-wide execution policy."""
+
+    stop_on_stage_failure: bool = True
+    max_parallel_rules: int = Field(8, ge=1)
+    default_timeout_s: PositiveFloat | None = Field(
+        30.0, validation_alias=AliasChoices("default_timeout_s", "default_timeout")
+    )
+    budget: float | None = Field(None, ge=0)
+    budget_route: Literal["reject", "review", "complete", "dead_letter"] = "reject"
+
+
+class InputConfig(_Model):
+    """How input records are identified (and, optionally, checked)."""
+
+    key_field: str | None = None
+    tenant_field: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
+
+    pipeline: str = Field(pattern=NAME_PATTERN, max_length=120)
+    version: str = "unversioned"
+    description: str = ""
+    input: InputConfig = Field(default_factory=InputConfig)
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig,
+        validation_alias=AliasChoices("execution", "execution_settings"),
+    )
+    pii_fields: list[str] = Field(default_factory=list)
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    stages: dict[str, StageConfig] = Field(min_length=1)
+    samples: str | None = None

@@ -1,0 +1,134 @@
+"""Reading a pipeline file: YAML or JSON into plain values, with the line of every key kept so
+errors can point into the file, and duplicate keys refused (PyYAML would silently keep one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from stream_engine.errors import ConfigError, ConfigErrors
+
+PathKey = tuple[str | int, ...]
+
+
+def format_location(path: PathKey) -> str:
+    """A location as users read it: ``stages.dq.rules.r.dependencies[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Source:
+    """A parsed document and the line (1-based) where each path of it was written."""
+
+    path: Path | None
+    data: dict[str, Any]
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: PathKey) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+class _Composer:
+    """Builds plain values from a composed YAML node tree, noting lines and duplicate keys."""
+
+    def __init__(self) -> None:
+        self.constructor = yaml.SafeLoader("")
+        self.lines: dict[PathKey, int] = {}
+        self.errors: list[ConfigError] = []
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.constructor.flatten_mapping(node)
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    self.errors.append(
+                        ConfigError(format_location(path), f"unsupported key {key!r}")
+                    )
+                    continue
+                key = str(key)
+                child = (*path, key)
+                if key in out:
+                    self.errors.append(
+                        ConfigError(
+                            format_location(child),
+                            f"duplicate key (first at line {self.lines[child]}, "
+                            f"again at line {key_node.start_mark.line + 1})",
+                        )
+                    )
+                    continue
+                self.lines[child] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.constructor.construct_object(node, deep=True)
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        return value
+
+
+def parse_text(text: str, path: Path | None = None) -> Source:
+    """Parse YAML (JSON is YAML too, but a ``.json`` file is read strictly as JSON)."""
+    name = str(path) if path else "<config>"
+    if path is not None and path.suffix.lower() == ".json":
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(name, f"not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(name, "the top level must be a mapping")
+        return Source(path, data)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        raise ConfigError(where, f"not valid YAML: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(name, f"not valid YAML: {exc}") from exc
+    if node is None:
+        raise ConfigError(name, "the file is empty")
+    composer = _Composer()
+    data = composer.build(node, ())
+    if composer.errors:
+        raise ConfigErrors(composer.errors)
+    if not isinstance(data, dict):
+        raise ConfigError(name, "the top level must be a mapping")
+    return Source(path, data, composer.lines)
+
+
+def read_source(path: str | Path) -> Source:
+    """Read and parse a pipeline file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(file), "no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), f"cannot read: {exc}") from exc
+    return parse_text(text, file)
+
+
+def walk_lines(mapping: Mapping[PathKey, int], prefix: PathKey) -> dict[PathKey, int]:
+    """The lines recorded under ``prefix``, re-rooted so ``prefix`` disappears from the paths."""
+    size = len(prefix)
+    return {path[size:]: line for path, line in mapping.items() if path[:size] == prefix}

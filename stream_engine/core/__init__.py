@@ -1,0 +1,1 @@
+"""The rule engine itself: pure Python, no Kafka, faust, HTTP or metrics imports."""

@@ -1,0 +1,443 @@
+"""The stage executor: runs a stage's rules on a record and picks the route.
+
+One async code path serves every stage. Sync rules are called inline (no task per rule);
+tasks are created only where concurrency is asked for: async rules of a ``parallel`` level,
+and records of a batch whose stage awaits services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from stream_engine.core.decision import Decision, StageOutcome
+from stream_engine.core.outcome import DeadLetterReason, OnError, Outcome, Route
+from stream_engine.core.plan import PipelinePlan, RuleSpec, StagePlan
+from stream_engine.core.result import RuleResult, Verdict
+from stream_engine.core.router import (
+    ROUTE_STATUS,
+    deferred_route,
+    failed_rules,
+    reason_for,
+    requested_route,
+    strongest,
+)
+from stream_engine.core.rule import RuleContext
+from stream_engine.core.state import AuditEntry, DeadLetter, RecordState
+from stream_engine.errors import ExpressionError, RuleEvaluationError
+
+_KIND_REASON = {
+    "timeout": DeadLetterReason.TIMEOUT,
+    "circuit_open": DeadLetterReason.CIRCUIT_OPEN,
+}
+
+
+def _verdict(value: object) -> Verdict:
+    """Accept a Verdict, or a plain bool from a custom rule (True → PASS, False → FAIL)."""
+    if isinstance(value, Verdict):
+        return value
+    if isinstance(value, bool):
+        return Verdict(
+            Outcome.PASS if value else Outcome.FAIL, "" if value else "rule returned false"
+        )
+    raise TypeError(f"a rule must return a Verdict, got {type(value).__name__}")
+
+
+class _StageRun:
+    """Book-keeping of one stage on one record: results so far and why it stopped, if it did."""
+
+    __slots__ = ("budget_exceeded", "ctx", "dead_letter", "ex", "pairs", "stage", "state", "stop")
+
+    def __init__(self, ex: Executor, stage: StagePlan, state: RecordState) -> None:
+        self.ex = ex
+        self.stage = stage
+        self.state = state
+        self.ctx = RuleContext(state.record_id, state.data, state.results, stage.name, state.tenant)
+        self.pairs: list[tuple[str, RuleResult]] = []
+        self.stop: str | None = None
+        self.dead_letter: DeadLetter | None = None
+        self.budget_exceeded = False
+
+    async def run_levels(self, deadline: float | None) -> None:
+        for level in self.stage.levels:
+            if self.stop is not None:
+                self.skip_all(level, f"not evaluated: {self.stop}")
+            elif self.stage.parallel and sum(spec.is_async for spec in level) > 1:
+                await self.run_parallel(level)
+            else:
+                for spec in level:
+                    if self.stop is not None:
+                        self.skip_all((spec,), f"not evaluated: {self.stop}")
+                        continue
+                    if deadline is not None and time.perf_counter() > deadline:
+                        self.timed_out()
+                        return
+                    self.note(spec, await self.evaluate(spec))
+
+    async def run_parallel(self, level: Sequence[RuleSpec]) -> None:
+        limit = asyncio.Semaphore(max(1, self.stage.max_parallel_rules))
+
+        async def one(spec: RuleSpec) -> None:
+            async with limit:
+                self.record(spec, await self.evaluate(spec))
+
+        await asyncio.gather(*(one(spec) for spec in level))
+        for spec in level:
+            self.check_stop(spec, self.state.results[spec.rule_id])
+
+    def skip_all(self, specs: Sequence[RuleSpec], message: str) -> None:
+        for spec in specs:
+            self.record(spec, RuleResult(self.stage.name, Outcome.SKIP, message))
+
+    def timed_out(self) -> None:
+        """Every rule of the stage without a result gets ERROR(timeout); the record dead-letters."""
+        message = f"stage '{self.stage.name}' timed out after {self.stage.timeout_s}s"
+        done = {rule_id for rule_id, _ in self.pairs}
+        for spec in self.stage.rules:
+            if spec.rule_id not in done:
+                self.record(
+                    spec,
+                    RuleResult(self.stage.name, Outcome.ERROR, message, error_kind="timeout"),
+                )
+        self.dead_letter = DeadLetter(
+            DeadLetterReason.TIMEOUT, self.stage.name, message, error_class="TimeoutError"
+        )
+        self.stop = message
+
+    def record(self, spec: RuleSpec, result: RuleResult) -> None:
+        self.state.results[spec.rule_id] = result
+        self.pairs.append((spec.rule_id, result))
+
+    def note(self, spec: RuleSpec, result: RuleResult) -> None:
+        self.record(spec, result)
+        self.check_stop(spec, result)
+
+    def check_stop(self, spec: RuleSpec, result: RuleResult) -> None:
+        """Decide whether this result ends the stage early (dead letter, complete, fail-fast)."""
+        if self.stop is not None:
+            return
+        if result.outcome is Outcome.ERROR and spec.on_error is OnError.DEAD_LETTER:
+            kind = result.error_kind or "rule_error"
+            self.dead_letter = DeadLetter(
+                _KIND_REASON.get(kind, DeadLetterReason.RULE_ERROR),
+                self.stage.name,
+                result.message,
+                rule=spec.rule_id,
+                error_class=(result.details or {}).get("error_class", ""),
+                attempts=result.attempts,
+            )
+            self.stop = f"'{spec.rule_id}' errored"
+            return
+        route = requested_route(spec, result)
+        if route is Route.COMPLETE or (
+            route in (Route.REJECT, Route.REVIEW) and self.stage.fail_fast
+        ):
+            self.stop = f"stage stopped after '{spec.rule_id}' ({result.outcome.value})"
+
+    async def evaluate(self, spec: RuleSpec) -> RuleResult:
+        """Pre-checks (dependencies, required fields, condition, budget), then the attempts."""
+        stage = self.stage.name
+        results = self.state.results
+        for dep in spec.dependencies + spec.cross_stage_dependencies:
+            got = results.get(dep)
+            if got is None:
+                return RuleResult(stage, Outcome.SKIP, f"dependency '{dep}' was not evaluated")
+            if got.outcome is not Outcome.PASS:
+                return RuleResult(
+                    stage, Outcome.SKIP, f"dependency '{dep}' did not pass ({got.outcome.value})"
+                )
+        data = self.state.data
+        if spec.requires:
+            missing = [name for name in spec.requires if data.get(name) is None]
+            if missing:
+                return RuleResult(
+                    stage, Outcome.SKIP, "missing required field(s): " + ", ".join(missing)
+                )
+        if spec.when is not None:
+            try:
+                applies = spec.when.is_true(data, results)
+            except ExpressionError as exc:
+                return _error(stage, exc, 0, 0.0, "rule_error")
+            if not applies:
+                return RuleResult(stage, Outcome.SKIP, f"condition is false: {spec.when.source}")
+        budget = self.ex.plan.budget
+        if budget is not None and spec.cost and self.state.cost_total + spec.cost > budget + 1e-12:
+            self.budget_exceeded = True
+            self.stop = "budget exceeded"
+            return RuleResult(
+                stage,
+                Outcome.SKIP,
+                f"budget exceeded: spent {self.state.cost_total:g} of {budget:g}, "
+                f"this rule costs {spec.cost:g}",
+            )
+        return await self.attempts(spec)
+
+    async def attempts(self, spec: RuleSpec) -> RuleResult:
+        """Evaluate with retries; exceptions become ERROR results, never escape."""
+        state = self.state
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            if spec.cost:
+                state.cost_total += spec.cost
+                state.cost_by_rule[spec.rule_id] = (
+                    state.cost_by_rule.get(spec.rule_id, 0.0) + spec.cost
+                )
+            try:
+                verdict = await self.call(spec)
+            except RuleEvaluationError as exc:
+                kind = exc.kind
+                error: Exception = exc
+            except TimeoutError as exc:
+                kind, error = "timeout", exc
+            except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
+                kind, error = "rule_error", exc
+            else:
+                duration = (time.perf_counter() - started) * 1000.0
+                if not spec.is_async and spec.timeout_s and duration > spec.timeout_s * 1000.0:
+                    return RuleResult(
+                        self.stage.name,
+                        Outcome.ERROR,
+                        f"rule took {duration:.0f} ms, over its timeout of {spec.timeout_s}s",
+                        {"error_class": "TimeoutError"},
+                        duration,
+                        attempt,
+                        spec.cost * attempt,
+                        "timeout",
+                    )
+                self._check_budget_after(spec)
+                return RuleResult(
+                    self.stage.name,
+                    verdict.outcome,
+                    verdict.message,
+                    verdict.details,
+                    duration,
+                    attempt,
+                    spec.cost * attempt,
+                    None,
+                    verdict.action,
+                )
+            if not spec.retry.should_retry(kind, attempt):
+                self._check_budget_after(spec)
+                duration = (time.perf_counter() - started) * 1000.0
+                result = _error(self.stage.name, error, attempt, duration, kind)
+                result.cost = spec.cost * attempt
+                return result
+            await asyncio.sleep(spec.retry.delay(attempt, self.ex.rng))
+
+    async def call(self, spec: RuleSpec) -> Verdict:
+        value: Any = spec.rule.evaluate(self.ctx)
+        if type(value) is Verdict:
+            return value
+        if spec.is_async or isinstance(value, Awaitable):
+            if spec.timeout_s is None:
+                value = await value
+            else:
+                async with asyncio.timeout(spec.timeout_s):
+                    value = await value
+        return _verdict(value)
+
+    def _check_budget_after(self, spec: RuleSpec) -> None:
+        budget = self.ex.plan.budget
+        if budget is not None and self.state.cost_total > budget + 1e-12 and self.stop is None:
+            self.budget_exceeded = True
+            self.stop = f"budget exceeded after retries of '{spec.rule_id}'"
+
+
+def _error(stage: str, exc: BaseException, attempts: int, duration: float, kind: str) -> RuleResult:
+    text = str(exc) or type(exc).__name__
+    return RuleResult(
+        stage,
+        Outcome.ERROR,
+        f"{type(exc).__name__}: {text}",
+        {"error_class": type(exc).__name__},
+        duration,
+        attempts,
+        0.0,
+        kind,
+    )
+
+
+class Executor:
+    """Runs a pipeline plan's stages on records and decides their routes."""
+
+    def __init__(
+        self,
+        plan: PipelinePlan,
+        worker: str = "local",
+        clock: Any = time.time,
+        rng: random.Random | None = None,
+        batch_concurrency: int = 256,
+    ) -> None:
+        self.plan = plan
+        self.worker = worker
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.batch_concurrency = batch_concurrency
+        self.specs: dict[str, RuleSpec] = {
+            spec.rule_id: spec for stage in plan.stages for spec in stage.rules
+        }
+
+    async def run_stage(self, stage: StagePlan, state: RecordState) -> StageOutcome:
+        """Evaluate one stage on one record; the record's state is updated in place."""
+        started_at = self.clock()
+        started = time.perf_counter()
+        run = _StageRun(self, stage, state)
+        if not await self._condition_holds(stage, run):
+            pass
+        elif stage.timeout_s is not None and stage.has_async:
+            try:
+                async with asyncio.timeout(stage.timeout_s):
+                    await run.run_levels(None)
+            except TimeoutError:
+                run.timed_out()
+        else:
+            deadline = None if stage.timeout_s is None else started + stage.timeout_s
+            await run.run_levels(deadline)
+        outcome = self._route(stage, run)
+        outcome.audit = AuditEntry(
+            stage.name,
+            started_at,
+            (time.perf_counter() - started) * 1000.0,
+            outcome.route,
+            self.worker,
+        )
+        state.audit.append(outcome.audit)
+        return outcome
+
+    async def _condition_holds(self, stage: StagePlan, run: _StageRun) -> bool:
+        if stage.condition is None:
+            return True
+        try:
+            holds = stage.condition.is_true(run.state.data, run.state.results)
+        except ExpressionError as exc:
+            run.dead_letter = DeadLetter(
+                DeadLetterReason.RULE_ERROR,
+                stage.name,
+                f"stage condition: {exc}",
+                error_class=type(exc).__name__,
+            )
+            run.skip_all(stage.rules, "not evaluated: the stage condition failed to evaluate")
+            return False
+        if not holds:
+            run.skip_all(
+                stage.rules, f"stage skipped, condition is false: {stage.condition.source}"
+            )
+        return holds
+
+    def _route(self, stage: StagePlan, run: _StageRun) -> StageOutcome:
+        if run.dead_letter is not None:
+            return StageOutcome(
+                stage.name, Route.DEAD_LETTER, [run.dead_letter.message], run.pairs, run.dead_letter
+            )
+        reasons: list[str] = []
+        routes: list[Route] = []
+        for rule_id, result in run.pairs:
+            asked = requested_route(self.specs[rule_id], result)
+            if asked is not Route.FORWARD:
+                routes.append(asked)
+                reasons.append(reason_for(rule_id, result))
+        route = strongest(routes)
+        if run.budget_exceeded:
+            route = strongest((route, self.plan.budget_route))
+            reasons.append(
+                f"budget_exceeded: cost {run.state.cost_total:g} reached the budget of "
+                f"{self.plan.budget:g}"
+            )
+            if route is Route.DEAD_LETTER:
+                letter = DeadLetter(DeadLetterReason.BUDGET_EXCEEDED, stage.name, reasons[-1])
+                return StageOutcome(stage.name, route, reasons, run.pairs, letter, None, True)
+            return StageOutcome(stage.name, route, reasons, run.pairs, None, None, True)
+        if route in (Route.REJECT, Route.REVIEW) and not self.plan.stop_on_stage_failure:
+            route = Route.FORWARD
+        return StageOutcome(stage.name, route, reasons, run.pairs)
+
+    async def run_stage_batch(
+        self, stage: StagePlan, states: Sequence[RecordState]
+    ) -> list[StageOutcome]:
+        """One stage over a batch of records: inline for sync stages, concurrently (bounded)
+        when the stage awaits services."""
+        if not stage.has_async or len(states) < 2:
+            return [await self.run_stage(stage, state) for state in states]
+        limit = asyncio.Semaphore(self.batch_concurrency)
+
+        async def one(state: RecordState) -> StageOutcome:
+            async with limit:
+                return await self.run_stage(stage, state)
+
+        return list(await asyncio.gather(*(one(state) for state in states)))
+
+    def decide(self, state: RecordState, outcome: StageOutcome) -> Decision | None:
+        """The decision after a stage, or None when the record moves on to the next stage."""
+        if outcome.route is Route.FORWARD:
+            if self.plan.next_stage(outcome.stage) is not None:
+                return None
+            return self._final(state, outcome.stage)
+        return self._decision(
+            state, outcome.route, outcome.stage, outcome.reasons, outcome.dead_letter
+        )
+
+    def _final(self, state: RecordState, last_stage: str) -> Decision:
+        route: Route = Route.FORWARD
+        first_stage: str | None = None
+        reasons: list[str] = []
+        if not self.plan.stop_on_stage_failure:
+            route, first_stage, reasons = deferred_route(self.specs, state.results)
+        return self._decision(state, route, first_stage or last_stage, reasons, None)
+
+    def _decision(
+        self,
+        state: RecordState,
+        route: Route,
+        stage: str,
+        reasons: list[str],
+        dead_letter: DeadLetter | None,
+    ) -> Decision:
+        plan = self.plan
+        return Decision(
+            state=state,
+            status=ROUTE_STATUS[route],
+            decided_by_stage=stage,
+            reasons=reasons,
+            failed_rules=failed_rules(self.specs, state.results),
+            decided_at=self.clock(),
+            pipeline=plan.name,
+            config_version=plan.version,
+            config_hash=plan.config_hash,
+            budget=plan.budget,
+            dead_letter=dead_letter,
+        )
+
+    async def run_records(self, states: Sequence[RecordState]) -> list[Decision]:
+        """A batch through every enabled stage, stage by stage (as the Kafka agents do);
+        decisions come back in input order."""
+        decisions: list[Decision | None] = [None] * len(states)
+        pending = list(range(len(states)))
+        for stage in self.plan.active_stages:
+            if not pending:
+                break
+            outcomes = await self.run_stage_batch(stage, [states[i] for i in pending])
+            still: list[int] = []
+            for i, outcome in zip(pending, outcomes, strict=True):
+                decision = self.decide(states[i], outcome)
+                if decision is None:
+                    still.append(i)
+                else:
+                    decisions[i] = decision
+            pending = still
+        for i in pending:
+            decisions[i] = self._final(states[i], "")
+        return [d for d in decisions if d is not None]
+
+    async def run_record(self, state: RecordState) -> Decision:
+        """Every enabled stage in order until one stops the record (the offline path)."""
+        for stage in self.plan.active_stages:
+            outcome = await self.run_stage(stage, state)
+            decision = self.decide(state, outcome)
+            if decision is not None:
+                return decision
+        return self._final(state, "")

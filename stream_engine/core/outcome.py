@@ -1,0 +1,64 @@
+"""The small vocabularies every layer shares: outcomes, policies, routes and statuses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What one rule evaluation came to."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+    ERROR = "ERROR"
+
+
+class OnFail(StrEnum):
+    """What a FAIL of a rule does to the record."""
+
+    REJECT = "reject"
+    REVIEW = "review"
+    CONTINUE = "continue"
+    COMPLETE = "complete"
+
+
+class OnError(StrEnum):
+    """What an ERROR of a rule (after its retries) does to the record."""
+
+    DEAD_LETTER = "dead_letter"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Route(StrEnum):
+    """Where a record goes after a stage (the stop conditions of ARCHITECTURE.md)."""
+
+    FORWARD = "forward"
+    REJECT = "reject"
+    REVIEW = "review"
+    COMPLETE = "complete"
+    DEAD_LETTER = "dead_letter"
+
+
+class Status(StrEnum):
+    """The final status of a record, carried by its decision."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVIEW = "review"
+    COMPLETED = "completed"
+    DEAD_LETTER = "dead_letter"
+
+
+class DeadLetterReason(StrEnum):
+    """Why a record went to the dead-letter topic (the ``reason`` header)."""
+
+    DECODE_ERROR = "decode_error"
+    SCHEMA_INVALID = "schema_invalid"
+    TOO_LARGE = "too_large"
+    RULE_ERROR = "rule_error"
+    TIMEOUT = "timeout"
+    CIRCUIT_OPEN = "circuit_open"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    INTERNAL_ERROR = "internal_error"

@@ -1,0 +1,65 @@
+"""The Rule base class and the context a rule sees while it evaluates one record."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from stream_engine.core.result import RuleResult, Verdict
+from stream_engine.core.service import Service
+
+P = TypeVar("P")
+
+
+class RuleContext:
+    """One record as a rule sees it: its id, its (mutable) data, every result so far,
+    and a per-record memo that rules may use to avoid repeating work on one record."""
+
+    __slots__ = ("data", "memo", "record_id", "results", "stage", "tenant")
+
+    def __init__(
+        self,
+        record_id: str,
+        data: dict[str, Any],
+        results: dict[str, RuleResult],
+        stage: str = "",
+        tenant: str | None = None,
+    ) -> None:
+        self.record_id = record_id
+        self.data = data
+        self.results = results
+        self.stage = stage
+        self.tenant = tenant
+        self.memo: dict[Any, Any] = {}
+
+
+class Rule(ABC, Generic[P]):
+    """A business or data-quality rule. Subclasses get validated parameters and implement
+    ``evaluate``, which may be a plain method or a coroutine.
+
+    ``service_params`` names the parameters that hold service names; the engine binds those
+    services before the first record, so ``self.services[name]`` is ready in ``evaluate``.
+    """
+
+    service_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: P) -> None:
+        self.params = params
+        self.services: dict[str, Service] = {}
+
+    def bind_services(self, services: Mapping[str, Service]) -> None:
+        """Receive the services this rule's parameters name."""
+        self.services = dict(services)
+
+    def provides(self) -> tuple[str, ...]:
+        """Fields this rule writes into the record (used to order rules that require them)."""
+        return ()
+
+    def requires(self) -> tuple[str, ...]:
+        """Fields this rule needs to be present before it can run."""
+        return ()
+
+    @abstractmethod
+    def evaluate(self, ctx: RuleContext) -> Verdict | Awaitable[Verdict]:
+        """Evaluate one record. Return a Verdict; raise to signal an ERROR."""

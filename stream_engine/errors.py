@@ -1,0 +1,68 @@
+"""The one error hierarchy of stream_engine; every error the engine raises derives from it."""
+
+from __future__ import annotations
+
+
+class StreamEngineError(Exception):
+    """Root of every error stream_engine raises on purpose."""
+
+
+class ConfigError(StreamEngineError):
+    """A configuration problem, located by a dotted path such as ``stages.x.rules.y.params``."""
+
+    def __init__(self, location: str, message: str, line: int | None = None) -> None:
+        text = f"{location}: {message}" if location else message
+        super().__init__(f"{text} (line {line})" if line else text)
+        self.location = location
+        self.message = message
+        self.line = line
+
+
+class ConfigErrors(StreamEngineError):
+    """Every problem found in one configuration, reported together."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class ExpressionError(StreamEngineError):
+    """A CEL expression failed to compile or to evaluate."""
+
+
+class RuleEvaluationError(StreamEngineError):
+    """A rule could not reach a verdict; ``kind`` names the dead-letter reason."""
+
+    kind = "rule_error"
+
+
+class RuleTimeoutError(RuleEvaluationError):
+    """A rule, a service call or a whole stage ran past its time limit."""
+
+    kind = "timeout"
+
+
+class ServiceError(RuleEvaluationError):
+    """A service call failed (transport error, bad status, bad response)."""
+
+    kind = "service_error"
+    #: Whether this failure says the service is unhealthy (counts towards its breaker).
+    counts_against_health = True
+
+
+class ServiceClientError(ServiceError):
+    """The service refused the request itself (HTTP 4xx): retrying the same request will not
+    help, and it says nothing about the service's health."""
+
+    kind = "client_error"
+    counts_against_health = False
+
+
+class CircuitOpenError(ServiceError):
+    """The service's circuit breaker is open: the call was not attempted."""
+
+    kind = "circuit_open"
+
+
+class RegistryError(StreamEngineError):
+    """A rule or service class was looked up by a name nobody registered."""

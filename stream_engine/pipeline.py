@@ -1,0 +1,25 @@
+"""Loading a pipeline file with the built-in rule and service libraries wired in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
+from stream_engine.config.loader import load_effective
+from stream_engine.core.breaker import BreakerState
+from stream_engine.rules import RULES
+from stream_engine.services import SERVICES
+
+
+def load_pipeline(
+    path: str | Path,
+    environment: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    breaker_listener: Callable[[str, BreakerState], None] | None = None,
+) -> CompiledPipeline:
+    """Read, overlay, interpolate, validate and compile a pipeline file.
+
+    Raises ``ConfigError``/``ConfigErrors`` with every problem located."""
+    effective = load_effective(path, environment, environ)
+    return compile_pipeline(effective, RULES, SERVICES, breaker_listener)

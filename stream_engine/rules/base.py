@@ -1,0 +1,72 @@
+"""What every built-in rule shares: the registry, validated params, and field helpers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+
+from stream_engine.core.expr import Expression
+from stream_engine.core.registry import Registry
+from stream_engine.core.rule import Rule
+from stream_engine.errors import ExpressionError
+
+ENTRY_POINT_GROUP = "stream_engine.rules"
+
+
+class RuleParams(BaseModel):
+    """Base of every rule's params model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+P = TypeVar("P", bound=RuleParams)
+
+
+class ConfiguredRule(Rule[P], Generic[P]):
+    """A rule built from configuration: ``Params`` validates its ``params:`` block."""
+
+    Params: ClassVar[type[RuleParams]] = RuleParams
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any]) -> ConfiguredRule[Any]:
+        """Validate ``raw`` (raises pydantic.ValidationError) and build the rule."""
+        return cls(cls.Params.model_validate(raw))  # type: ignore[arg-type]
+
+
+RULES: Registry[type[ConfiguredRule[Any]]] = Registry("rule", ENTRY_POINT_GROUP)
+
+
+def register_rule(name: str) -> Any:
+    """Class decorator that makes a rule nameable from configuration: ``@register_rule("X")``."""
+    return RULES.register(name)
+
+
+def _compile_cel(source: str) -> str:
+    try:
+        Expression(source)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    return source
+
+
+#: A string param that must compile as CEL (the error names the param's location).
+CelSource = Annotated[str, AfterValidator(_compile_cel)]
+
+
+def text_value(data: dict[str, Any], field: str) -> str | None:
+    """The field's value when it is a non-blank string, else None."""
+    value = data.get(field)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def is_missing(value: Any) -> bool:
+    """None, or a string that is blank: what ``RequiredFields`` counts as missing."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def field_param(*aliases: str) -> Any:
+    """A ``field`` param that also accepts seed 000's spelling (``field_name``) and others."""
+    return Field(validation_alias=AliasChoices("field", "field_name", *aliases))

@@ -1,0 +1,80 @@
+"""Date rules: parse a date of birth and check an age range."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import AliasChoices, Field
+
+from stream_engine.core.result import Verdict, failed, passed, skipped
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
+
+DEFAULT_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y%m%d")
+
+
+def parse_date(value: Any, formats: tuple[str, ...] | list[str]) -> date | None:
+    """A date from text in one of ``formats`` (ISO date-times accepted too); None if none fit."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def age_on(born: date, today: date) -> int:
+    """Whole years between ``born`` and ``today`` (a birthday counts on the day itself)."""
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+class MinimumAgeParams(RuleParams):
+    field: str = field_param("date_field")
+    minimum_age: int = Field(ge=0, le=150, validation_alias=AliasChoices("minimum_age", "min_age"))
+    maximum_age: int | None = Field(None, ge=0, le=200)
+    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS), min_length=1)
+    as_of: date | None = None
+    age_field: str | None = None
+    verification_strict: bool = True
+
+
+@register_rule("MinimumAge")
+class MinimumAge(ConfiguredRule[MinimumAgeParams]):
+    """Parse a date of birth and FAIL below ``minimum_age`` (or above ``maximum_age``).
+    Strict (the default): an unparsable or future date FAILs; otherwise it SKIPs."""
+
+    Params = MinimumAgeParams
+
+    def provides(self) -> tuple[str, ...]:
+        return (self.params.age_field,) if self.params.age_field else ()
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        params = self.params
+        value = ctx.data.get(params.field)
+        if value is None or value == "":
+            return (
+                failed(f"no {params.field}")
+                if params.verification_strict
+                else skipped(f"no {params.field}")
+            )
+        born = parse_date(value, params.formats)
+        today = params.as_of or datetime.now(UTC).date()
+        if born is None or born > today:
+            problem = "is not a date" if born is None else "is in the future"
+            message = f"{params.field} {problem}"
+            return failed(message) if params.verification_strict else skipped(message)
+        age = age_on(born, today)
+        if params.age_field:
+            ctx.data[params.age_field] = age
+        if age < params.minimum_age:
+            return failed(f"applicant is under {params.minimum_age}", age=age)
+        if params.maximum_age is not None and age > params.maximum_age:
+            return failed(f"applicant is over {params.maximum_age}", age=age)
+        return passed(f"age {age} is at least {params.minimum_age}", age=age)

@@ -1,0 +1,92 @@
+"""Rules written as CEL expressions: cross-field checks and derived fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from stream_engine.core.expr import Expression
+from stream_engine.core.result import Verdict, failed, passed
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
+
+
+class Check(RuleParams):
+    expr: CelSource
+    message: str | None = None
+    name: str | None = None
+
+
+class CrossFieldParams(RuleParams):
+    expr: CelSource | None = None
+    message: str | None = None
+    checks: list[Check] = Field(default_factory=list)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> CrossFieldParams:
+        if self.expr is None and not self.checks:
+            raise ValueError("give expr or checks")
+        return self
+
+
+@register_rule("CrossFieldCheck")
+class CrossFieldCheck(ConfiguredRule[CrossFieldParams]):
+    """FAIL when any CEL condition over ``data`` (with constants in ``vars``) is false.
+    Every check runs, so the message lists all that failed."""
+
+    Params = CrossFieldParams
+
+    def __init__(self, params: CrossFieldParams) -> None:
+        super().__init__(params)
+        checks = list(params.checks)
+        if params.expr is not None:
+            checks.insert(0, Check(expr=params.expr, message=params.message))
+        self._checks = [
+            (check.name or f"check_{i}", Expression(check.expr), check.message or check.expr)
+            for i, check in enumerate(checks)
+        ]
+        self._vars = {"vars": params.vars}
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        failures = [
+            (name, message)
+            for name, expression, message in self._checks
+            if not expression.is_true(ctx.data, ctx.results, self._vars)
+        ]
+        if not failures:
+            return passed("all checks hold")
+        return failed(
+            "; ".join(message for _, message in failures),
+            failed_checks=[name for name, _ in failures],
+        )
+
+
+class DerivedFieldParams(RuleParams):
+    field: str
+    expr: CelSource
+    vars: dict[str, Any] = Field(default_factory=dict)
+    overwrite: bool = True
+
+
+@register_rule("DerivedField")
+class DerivedField(ConfiguredRule[DerivedFieldParams]):
+    """Set ``field`` to the value of a CEL expression over ``data``."""
+
+    Params = DerivedFieldParams
+
+    def __init__(self, params: DerivedFieldParams) -> None:
+        super().__init__(params)
+        self._expr = Expression(params.expr)
+        self._vars = {"vars": params.vars}
+
+    def provides(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        name = self.params.field
+        if not self.params.overwrite and ctx.data.get(name) is not None:
+            return passed(f"{name} already set")
+        ctx.data[name] = self._expr.evaluate(ctx.data, ctx.results, self._vars)
+        return passed(f"set {name}")

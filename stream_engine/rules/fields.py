@@ -1,0 +1,249 @@
+"""Field checks: presence, pattern, numeric range, accepted values, length.
+
+Messages name fields, never their values, so they are safe to log even for PII fields.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from stream_engine.core.result import Verdict, failed, passed, skipped
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import (
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    is_missing,
+    register_rule,
+)
+
+Missing = Literal["fail", "skip", "pass"]
+
+
+def _when_missing(policy: Missing, field: str) -> Verdict:
+    if policy == "fail":
+        return failed(f"{field} is missing")
+    if policy == "pass":
+        return passed(f"{field} is missing, which is allowed")
+    return skipped(f"no {field}")
+
+
+class RequiredFieldsParams(RuleParams):
+    fields: list[str] = Field(
+        min_length=1, validation_alias=AliasChoices("fields", "required_fields")
+    )
+    field_descriptions: dict[str, str] = Field(default_factory=dict)
+
+
+@register_rule("RequiredFields")
+class RequiredFields(ConfiguredRule[RequiredFieldsParams]):
+    """FAIL when any listed field is absent, null or blank; details list what is missing."""
+
+    Params = RequiredFieldsParams
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        data = ctx.data
+        missing = [name for name in self.params.fields if is_missing(data.get(name))]
+        if not missing:
+            return passed("all required fields present")
+        described = {
+            name: self.params.field_descriptions.get(name, f"Field '{name}' is required")
+            for name in missing
+        }
+        return failed(
+            "missing required field(s): " + ", ".join(missing),
+            missing_fields=missing,
+            field_descriptions=described,
+        )
+
+
+class RegexParams(RuleParams):
+    field: str = field_param()
+    pattern: str
+    full_match: bool = True
+    ignore_case: bool = False
+    message: str | None = None
+    missing: Missing = "skip"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+@register_rule("Regex")
+class Regex(ConfiguredRule[RegexParams]):
+    """FAIL unless the field (as text) matches a regular expression."""
+
+    Params = RegexParams
+
+    def __init__(self, params: RegexParams) -> None:
+        super().__init__(params)
+        flags = re.IGNORECASE if params.ignore_case else 0
+        compiled = re.compile(params.pattern, flags)
+        self._match = compiled.fullmatch if params.full_match else compiled.search
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        params = self.params
+        value = ctx.data.get(params.field)
+        if is_missing(value):
+            return _when_missing(params.missing, params.field)
+        if isinstance(value, dict | list):
+            return failed(f"{params.field} must be text, got {type(value).__name__}")
+        if self._match(str(value)):
+            return passed(f"{params.field} matches")
+        return failed(params.message or f"{params.field} does not match {params.pattern}")
+
+
+def as_number(value: Any) -> float | None:
+    """A finite number from an int, a float or numeric text; None otherwise (bools excluded)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class NumericRangeParams(RuleParams):
+    field: str = field_param()
+    min: float | None = Field(None, validation_alias=AliasChoices("min", "minimum"))
+    max: float | None = Field(None, validation_alias=AliasChoices("max", "maximum"))
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    allow_text: bool = True
+    missing: Missing = "skip"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NumericRangeParams:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        return self
+
+
+@register_rule("NumericRange")
+class NumericRange(ConfiguredRule[NumericRangeParams]):
+    """FAIL unless the field is a number within [min, max] (bounds optional, or exclusive)."""
+
+    Params = NumericRangeParams
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        params = self.params
+        value = ctx.data.get(params.field)
+        if is_missing(value):
+            return _when_missing(params.missing, params.field)
+        if isinstance(value, str) and not params.allow_text:
+            return failed(f"{params.field} must be a number, got text")
+        number = as_number(value)
+        if number is None:
+            return failed(f"{params.field} is not a number")
+        low, high = params.min, params.max
+        if low is not None and (number <= low if params.exclusive_min else number < low):
+            bound = "above" if params.exclusive_min else "at least"
+            return failed(f"{params.field} must be {bound} {low:g}", minimum=low)
+        if high is not None and (number >= high if params.exclusive_max else number > high):
+            bound = "below" if params.exclusive_max else "at most"
+            return failed(f"{params.field} must be {bound} {high:g}", maximum=high)
+        return passed(f"{params.field} in range")
+
+
+class AcceptedValuesParams(RuleParams):
+    field: str = field_param()
+    values: list[Any] = Field(
+        min_length=1, validation_alias=AliasChoices("values", "allowed_values", "allowed_states")
+    )
+    case_sensitive: bool = True
+    missing: Missing = "fail"
+
+
+@register_rule("AcceptedValues")
+class AcceptedValues(ConfiguredRule[AcceptedValuesParams]):
+    """FAIL unless the field holds one of the listed values."""
+
+    Params = AcceptedValuesParams
+
+    def __init__(self, params: AcceptedValuesParams) -> None:
+        super().__init__(params)
+        self._accepted = frozenset(self._fold(v) for v in params.values if _hashable(v))
+        self._others = [v for v in params.values if not _hashable(v)]
+
+    def _fold(self, value: Any) -> Any:
+        if not self.params.case_sensitive and isinstance(value, str):
+            return value.casefold()
+        return value
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        params = self.params
+        value = ctx.data.get(params.field)
+        if is_missing(value):
+            return _when_missing(params.missing, params.field)
+        folded = self._fold(value)
+        accepted = folded in self._accepted if _hashable(folded) else folded in self._others
+        if accepted:
+            return passed(f"{params.field} is accepted")
+        return failed(f"{params.field} is not an accepted value", accepted=len(params.values))
+
+
+def _hashable(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+class StringLengthParams(RuleParams):
+    field: str = field_param()
+    min_length: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=0)
+    strip: bool = True
+    missing: Missing = "skip"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> StringLengthParams:
+        if self.min_length is None and self.max_length is None:
+            raise ValueError("give min_length, max_length or both")
+        if (
+            self.min_length is not None
+            and self.max_length is not None
+            and self.min_length > self.max_length
+        ):
+            raise ValueError("min_length is greater than max_length")
+        return self
+
+
+@register_rule("StringLength")
+class StringLength(ConfiguredRule[StringLengthParams]):
+    """FAIL unless the field's text has between min_length and max_length characters."""
+
+    Params = StringLengthParams
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        params = self.params
+        value = ctx.data.get(params.field)
+        if is_missing(value):
+            return _when_missing(params.missing, params.field)
+        if not isinstance(value, str):
+            return failed(f"{params.field} must be text, got {type(value).__name__}")
+        length = len(value.strip() if params.strip else value)
+        if params.min_length is not None and length < params.min_length:
+            return failed(
+                f"{params.field} is shorter than {params.min_length} characters", length=length
+            )
+        if params.max_length is not None and length > params.max_length:
+            return failed(
+                f"{params.field} is longer than {params.max_length} characters", length=length
+            )
+        return passed(f"{params.field} length ok", length=length)

@@ -1,0 +1,91 @@
+"""Split a full name into first, middle and last name."""
+
+from __future__ import annotations
+
+from stream_engine.core.result import Verdict, passed, skipped
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import (
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    register_rule,
+    text_value,
+)
+
+PREFIXES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "rev"})
+SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "v", "phd", "md", "esq"})
+PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "la", "le", "st", "bin"})
+
+
+def split_name(full: str) -> tuple[str, str, str, str]:
+    """(first, middle, last, suffix) from "First Middle Last", "Last, First Middle", with
+    titles dropped and particles (van, de, ...) kept with the last name."""
+    text = " ".join(full.replace(",", " , ").split())
+    if " , " in text:
+        last_part, _, rest = text.partition(" , ")
+        rest = rest.replace(" , ", " ")
+        words = [*rest.split(), *last_part.split()]
+        last_count = len(last_part.split())
+    else:
+        words = [w for w in text.split() if w != ","]
+        last_count = 0
+    words = [w for w in words if w.strip(".").lower() not in PREFIXES or len(words) == 1]
+    suffix = ""
+    if len(words) > 1 and words[-1].strip(".").lower() in SUFFIXES and not last_count:
+        suffix = words.pop()
+    if not words:
+        return "", "", "", suffix
+    if len(words) == 1:
+        return words[0], "", "", suffix
+    if last_count:
+        last_words = words[-last_count:]
+        given = words[:-last_count]
+    else:
+        start = len(words) - 1
+        while start > 1 and words[start - 1].lower() in PARTICLES:
+            start -= 1
+        last_words, given = words[start:], words[:start]
+    first = given[0] if given else ""
+    middle = " ".join(given[1:])
+    return first, middle, " ".join(last_words), suffix
+
+
+class NameParsingParams(RuleParams):
+    field: str = field_param()
+    first_field: str = "first_name"
+    middle_field: str = "middle_name"
+    last_field: str = "last_name"
+    suffix_field: str | None = None
+    overwrite: bool = False
+
+
+@register_rule("NameParsing")
+class NameParsing(ConfiguredRule[NameParsingParams]):
+    """Fill first/middle/last name fields from a full-name field (existing values are kept
+    unless ``overwrite``)."""
+
+    Params = NameParsingParams
+
+    def provides(self) -> tuple[str, ...]:
+        p = self.params
+        fields = (p.first_field, p.middle_field, p.last_field)
+        return (*fields, p.suffix_field) if p.suffix_field else fields
+
+    def requires(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        p = self.params
+        full = text_value(ctx.data, p.field)
+        if full is None:
+            return skipped(f"no {p.field} to parse")
+        first, middle, last, suffix = split_name(full)
+        targets = [(p.first_field, first), (p.middle_field, middle), (p.last_field, last)]
+        if p.suffix_field:
+            targets.append((p.suffix_field, suffix))
+        filled = []
+        for name, value in targets:
+            if value and (p.overwrite or not ctx.data.get(name)):
+                ctx.data[name] = value
+                filled.append(name)
+        return passed(f"parsed {p.field}", filled=filled)

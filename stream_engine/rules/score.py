@@ -1,0 +1,112 @@
+"""Weighted score with categories (seed 000's risk score aggregation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from stream_engine.core.expr import Expression
+from stream_engine.core.outcome import Outcome
+from stream_engine.core.result import Verdict, failed, needs_review, passed
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
+from stream_engine.rules.fields import as_number
+
+
+class Component(RuleParams):
+    field: str
+    weight: float = Field(gt=0)
+    transform: CelSource | None = Field(
+        None, description="CEL over `value` (a double) giving the component's score"
+    )
+
+
+class Category(RuleParams):
+    name: str
+    below: float | None = None
+
+
+class WeightedScoreParams(RuleParams):
+    components: dict[str, Component] = Field(min_length=1)
+    score_field: str = "score"
+    category_field: str | None = "score_category"
+    categories: list[Category] = Field(default_factory=list)
+    min_components: int = Field(1, ge=1)
+    review_categories: list[str] = Field(default_factory=list)
+    fail_categories: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _categories(self) -> WeightedScoreParams:
+        bounds = [c.below for c in self.categories]
+        if bounds and bounds[-1] is not None:
+            raise ValueError("the last category must have no 'below' bound (it takes the rest)")
+        if any(b is None for b in bounds[:-1]):
+            raise ValueError("every category but the last needs a 'below' bound")
+        numbers = [b for b in bounds if b is not None]
+        if numbers != sorted(numbers):
+            raise ValueError("category bounds must increase")
+        names = {c.name for c in self.categories}
+        for listed in (*self.review_categories, *self.fail_categories):
+            if listed not in names:
+                raise ValueError(f"unknown category '{listed}'")
+        return self
+
+
+@register_rule("WeightedScore")
+class WeightedScore(ConfiguredRule[WeightedScoreParams]):
+    """Combine numeric fields into a weighted average (each optionally transformed by CEL),
+    write the score and its category, and FAIL or ask for review on chosen categories.
+    Absent components are left out and the weights renormalised."""
+
+    Params = WeightedScoreParams
+
+    def __init__(self, params: WeightedScoreParams) -> None:
+        super().__init__(params)
+        self._components = [
+            (name, c.field, c.weight, Expression(c.transform) if c.transform else None)
+            for name, c in params.components.items()
+        ]
+
+    def provides(self) -> tuple[str, ...]:
+        p = self.params
+        return (p.score_field, p.category_field) if p.category_field else (p.score_field,)
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        p = self.params
+        total = weight_sum = 0.0
+        used: dict[str, float] = {}
+        for name, field, weight, transform in self._components:
+            value = as_number(ctx.data.get(field))
+            if value is None:
+                continue
+            score: Any = value if transform is None else transform.evaluate(extra={"value": value})
+            number = as_number(score)
+            if number is None:
+                continue
+            used[name] = round(number, 6)
+            total += number * weight
+            weight_sum += weight
+        if len(used) < p.min_components:
+            return failed(
+                f"only {len(used)} of {len(self._components)} score components available",
+                components=used,
+            )
+        score_value = round(total / weight_sum, 6)
+        ctx.data[p.score_field] = score_value
+        category = self._category(score_value)
+        if p.category_field and category is not None:
+            ctx.data[p.category_field] = category
+        details: dict[str, Any] = {"score": score_value, "category": category, "components": used}
+        message = f"score {score_value:.3f}" + (f" ({category})" if category else "")
+        if category in p.fail_categories:
+            return failed(message, **details)
+        if category in p.review_categories:
+            return needs_review(message, Outcome.PASS, **details)
+        return passed(message, **details)
+
+    def _category(self, score: float) -> str | None:
+        for category in self.params.categories:
+            if category.below is None or score < category.below:
+                return category.name
+        return None

@@ -1,0 +1,96 @@
+"""Call a configured service, copy fields of its answer into the record, judge it with CEL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from stream_engine.core.expr import Expression
+from stream_engine.core.outcome import Outcome
+from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
+
+
+def service_name(value: str) -> str:
+    """``kyc`` or seed 000's ``service:kyc`` (also ``service:KYCService:kyc``) → ``kyc``."""
+    if value.startswith("service:"):
+        return value.split(":")[-1]
+    return value
+
+
+class ServiceCheckParams(RuleParams):
+    service: str
+    request: dict[str, str] = Field(default_factory=dict)
+    request_fields: list[str] = Field(default_factory=list)
+    request_static: dict[str, Any] = Field(default_factory=dict)
+    response_fields: dict[str, str] = Field(default_factory=dict)
+    details_fields: list[str] = Field(default_factory=list)
+    pass_when: CelSource | None = None
+    review_when: CelSource | None = None
+    complete_when: CelSource | None = None
+    fail_message: str | None = None
+    copy_on_fail: bool = True
+
+    @field_validator("service")
+    @classmethod
+    def _strip_prefix(cls, value: str) -> str:
+        name = service_name(value)
+        if not name:
+            raise ValueError("name a service")
+        return name
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> ServiceCheckParams:
+        overlap = set(self.request) & set(self.request_fields)
+        if overlap:
+            raise ValueError(f"request keys given twice: {', '.join(sorted(overlap))}")
+        return self
+
+
+@register_rule("ServiceCheck")
+class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
+    """Send chosen record fields to a service; copy ``response_fields`` into the record; PASS
+    when ``pass_when`` (CEL over ``response`` and ``data``) holds, else FAIL. ``review_when``
+    sends the record to review, ``complete_when`` ends it early as completed."""
+
+    Params = ServiceCheckParams
+    service_params = ("service",)
+
+    def __init__(self, params: ServiceCheckParams) -> None:
+        super().__init__(params)
+        self._request_map = {**{f: f for f in params.request_fields}, **params.request}
+        self._pass = Expression(params.pass_when) if params.pass_when else None
+        self._review = Expression(params.review_when) if params.review_when else None
+        self._complete = Expression(params.complete_when) if params.complete_when else None
+
+    def provides(self) -> tuple[str, ...]:
+        return tuple(self.params.response_fields.values())
+
+    def _request(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not self._request_map:
+            body = dict(data)
+        else:
+            body = {key: data.get(field) for key, field in self._request_map.items()}
+        body.update(self.params.request_static)
+        return body
+
+    async def evaluate(self, ctx: RuleContext) -> Verdict:
+        p = self.params
+        response = await self.services[p.service].call(self._request(ctx.data))
+        extra = {"response": response}
+        verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra)
+        if verdict_ok or p.copy_on_fail:
+            for key, field in p.response_fields.items():
+                if key in response:
+                    ctx.data[field] = response[key]
+        details = {key: response[key] for key in p.details_fields if key in response}
+        if self._complete is not None and self._complete.is_true(ctx.data, ctx.results, extra):
+            return complete(f"{p.service}: completed early", **details)
+        if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra):
+            outcome = Outcome.PASS if verdict_ok else Outcome.FAIL
+            return needs_review(f"{p.service}: needs manual review", outcome, **details)
+        if verdict_ok:
+            return passed(f"{p.service}: ok", **details)
+        return failed(p.fail_message or f"{p.service}: check failed ({p.pass_when})", **details)

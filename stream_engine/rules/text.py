@@ -1,0 +1,80 @@
+"""Preprocessing rules that clean text fields in place."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import AliasChoices, Field
+
+from stream_engine.core.result import Verdict, passed, skipped
+from stream_engine.core.rule import RuleContext
+from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
+
+_SPACES = re.compile(r"\s+")
+
+
+class TrimParams(RuleParams):
+    fields: list[str] = Field(min_length=1, validation_alias=AliasChoices("fields", "field_names"))
+    collapse_spaces: bool = False
+
+
+@register_rule("TrimWhitespace")
+class TrimWhitespace(ConfiguredRule[TrimParams]):
+    """Strip leading and trailing whitespace (optionally collapse inner runs) in many fields."""
+
+    Params = TrimParams
+
+    def provides(self) -> tuple[str, ...]:
+        return tuple(self.params.fields)
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        data = ctx.data
+        changed = []
+        for name in self.params.fields:
+            value = data.get(name)
+            if not isinstance(value, str):
+                continue
+            clean = value.strip()
+            if self.params.collapse_spaces:
+                clean = _SPACES.sub(" ", clean)
+            if clean != value:
+                data[name] = clean
+                changed.append(name)
+        if changed:
+            return passed(f"trimmed {', '.join(changed)}", trimmed=changed)
+        return passed("nothing to trim")
+
+
+class NormalizeEmailParams(RuleParams):
+    field: str = field_param()
+    lowercase: bool = True
+    remove_dots: bool = False
+    remove_plus_tag: bool = False
+
+
+@register_rule("NormalizeEmail")
+class NormalizeEmail(ConfiguredRule[NormalizeEmailParams]):
+    """Lowercase an e-mail address (and, if asked, drop dots or a +tag from the local part)."""
+
+    Params = NormalizeEmailParams
+
+    def provides(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        value: Any = ctx.data.get(self.params.field)
+        if not isinstance(value, str) or not value.strip():
+            return skipped(f"no {self.params.field} to normalize")
+        email = value.strip()
+        if self.params.lowercase:
+            email = email.lower()
+        local, at, domain = email.rpartition("@")
+        if at and (self.params.remove_dots or self.params.remove_plus_tag):
+            if self.params.remove_plus_tag:
+                local = local.split("+", 1)[0]
+            if self.params.remove_dots:
+                local = local.replace(".", "")
+            email = f"{local}@{domain}"
+        ctx.data[self.params.field] = email
+        return passed("normalized" if email != value else "already normalized")

@@ -1,0 +1,1 @@
+"""Everything Kafka: topics, the stage agents, the envelope codec, the brokers."""

@@ -1,0 +1,48 @@
+"""The service registry and the base class of configurable services."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from stream_engine.core.registry import Registry
+
+ENTRY_POINT_GROUP = "stream_engine.services"
+
+
+class ServiceParams(BaseModel):
+    """Base of every service's params model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfiguredService:
+    """A service built from a ``services:`` entry. Subclasses implement ``call``; ``close``
+    releases connections when the pipeline stops."""
+
+    Params: ClassVar[type[ServiceParams]] = ServiceParams
+
+    def __init__(self, name: str, params: Any) -> None:
+        self.name = name
+        self.params = params
+
+    @classmethod
+    def from_params(cls, name: str, raw: dict[str, Any]) -> ConfiguredService:
+        """Validate ``raw`` (raises pydantic.ValidationError) and build the service."""
+        return cls(name, cls.Params.model_validate(raw))
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release resources; the default has none."""
+
+
+SERVICES: Registry[type[ConfiguredService]] = Registry("service", ENTRY_POINT_GROUP)
+
+
+def register_service(name: str) -> Any:
+    """Class decorator that makes a service nameable from configuration."""
+    return SERVICES.register(name)

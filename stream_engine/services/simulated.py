@@ -1,0 +1,84 @@
+"""A deterministic simulated service for demos and tests: its answers are CEL expressions over
+the request and a per-request pseudo-random number, so the same request always gets the same
+answer; latency and a failure rate are configurable."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from typing import Any
+
+import orjson
+from pydantic import Field, field_validator
+
+from stream_engine.core.expr import Expression
+from stream_engine.errors import ExpressionError, ServiceError
+from stream_engine.services.base import ConfiguredService, ServiceParams, register_service
+
+
+class SimulatedParams(ServiceParams):
+    latency_ms: float = Field(0.0, ge=0)
+    jitter_ms: float = Field(0.0, ge=0)
+    fail_rate: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+    key_fields: list[str] = Field(default_factory=list)
+    fields: dict[str, str] = Field(default_factory=dict)
+    error_message: str = "simulated failure"
+
+    @field_validator("fields")
+    @classmethod
+    def _compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, source in value.items():
+            try:
+                Expression(source)
+            except ExpressionError as exc:
+                raise ValueError(f"fields.{name}: {exc}") from None
+        return value
+
+
+def unit_float(*parts: Any) -> float:
+    """A number in [0, 1) that depends only on ``parts`` (stable across runs and machines)."""
+    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") / 2**64
+
+
+@register_service("SimulatedService")
+class SimulatedService(ConfiguredService):
+    """Response fields are CEL over ``request`` and ``rand`` — a number in [0, 1) drawn from the
+    seed, the field's name and the request's ``key_fields`` (all fields when none are named)."""
+
+    Params = SimulatedParams
+
+    def __init__(self, name: str, params: SimulatedParams) -> None:
+        super().__init__(name, params)
+        self.params: SimulatedParams = params
+        self._fields = [(field, Expression(source)) for field, source in params.fields.items()]
+        self._rng = random.Random(params.seed)
+        self.calls = 0
+
+    def _key(self, request: dict[str, Any]) -> Any:
+        if self.params.key_fields:
+            return [request.get(name) for name in self.params.key_fields]
+        return request
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer after the configured latency, or raise ``ServiceError`` at ``fail_rate``."""
+        self.calls += 1
+        p = self.params
+        delay = p.latency_ms + (self._rng.uniform(-p.jitter_ms, p.jitter_ms) if p.jitter_ms else 0)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000.0)
+        if p.fail_rate and self._rng.random() < p.fail_rate:
+            raise ServiceError(f"{self.name}: {p.error_message}")
+        key = self._key(request)
+        response: dict[str, Any] = {}
+        for field, expression in self._fields:
+            rand = unit_float(p.seed, field, key)
+            try:
+                response[field] = expression.evaluate(
+                    extra={"request": request, "rand": rand, "response": response}
+                )
+            except ExpressionError as exc:
+                raise ServiceError(f"{self.name}: field {field}: {exc}") from exc
+        return response
