@@ -206,6 +206,8 @@ class Compiler:
     def _services(self, raw: Any, default_timeout: float | None) -> dict[str, GuardedService]:
         out: dict[str, GuardedService] = {}
         if not isinstance(raw, dict):
+            if raw is not None:
+                self.error(("services",), "must be a mapping of service name to service")
             return out
         for name, body in raw.items():
             path: PathKey = ("services", name)
@@ -256,9 +258,11 @@ class Compiler:
     def _stages(
         self, raw: Any, top: PipelineConfig | None, services: Mapping[str, GuardedService]
     ) -> list[StagePlan]:
+        if raw is None:
+            self.error(("stages",), "required")
+            return []
         if not isinstance(raw, dict) or not raw:
-            if isinstance(raw, dict):
-                self.error(("stages",), "define at least one stage")
+            self.error(("stages",), "must be a mapping of stage name to stage, with at least one")
             return []
         index = self._rule_index(raw)
         plans: list[StagePlan] = []
@@ -276,8 +280,8 @@ class Compiler:
             )
             if options is None:
                 continue
-            if not options.rules and not body.get("rules"):
-                self.warnings.append(f"stages.{stage_name}: has no rules")
+            if not specs and options.enabled:
+                self.warnings.append(f"stages.{stage_name}: has no enabled rules")
             levels = self._levels(stage_name, specs)
             plans.append(
                 StagePlan(

@@ -49,7 +49,7 @@ def _verdict(value: object) -> Verdict:
 class _StageRun:
     """Book-keeping of one stage on one record: results so far and why it stopped, if it did."""
 
-    __slots__ = ("budget_exceeded", "ctx", "dead_letter", "ex", "pairs", "stage", "state", "stop")
+    __slots__ = ("budget_note", "ctx", "dead_letter", "ex", "pairs", "stage", "state", "stop")
 
     def __init__(self, ex: Executor, stage: StagePlan, state: RecordState) -> None:
         self.ex = ex
@@ -59,7 +59,7 @@ class _StageRun:
         self.pairs: list[tuple[str, RuleResult]] = []
         self.stop: str | None = None
         self.dead_letter: DeadLetter | None = None
-        self.budget_exceeded = False
+        self.budget_note: str | None = None
 
     async def run_levels(self, deadline: float | None) -> None:
         for level in self.stage.levels:
@@ -165,14 +165,12 @@ class _StageRun:
                 return RuleResult(stage, Outcome.SKIP, f"condition is false: {spec.when.source}")
         budget = self.ex.plan.budget
         if budget is not None and spec.cost and self.state.cost_total + spec.cost > budget + 1e-12:
-            self.budget_exceeded = True
             self.stop = "budget exceeded"
-            return RuleResult(
-                stage,
-                Outcome.SKIP,
-                f"budget exceeded: spent {self.state.cost_total:g} of {budget:g}, "
-                f"this rule costs {spec.cost:g}",
+            self.budget_note = (
+                f"'{spec.rule_id}' costs {spec.cost:g}, {self.state.cost_total:g} of the "
+                f"budget of {budget:g} already spent"
             )
+            return RuleResult(stage, Outcome.SKIP, f"not evaluated: {self.budget_note}")
         return await self.attempts(spec)
 
     async def attempts(self, spec: RuleSpec) -> RuleResult:
@@ -244,8 +242,11 @@ class _StageRun:
     def _check_budget_after(self, spec: RuleSpec) -> None:
         budget = self.ex.plan.budget
         if budget is not None and self.state.cost_total > budget + 1e-12 and self.stop is None:
-            self.budget_exceeded = True
-            self.stop = f"budget exceeded after retries of '{spec.rule_id}'"
+            self.stop = "budget exceeded"
+            self.budget_note = (
+                f"retries of '{spec.rule_id}' brought the cost to {self.state.cost_total:g}, "
+                f"over the budget of {budget:g}"
+            )
 
 
 def _error(stage: str, exc: BaseException, attempts: int, duration: float, kind: str) -> RuleResult:
@@ -342,12 +343,9 @@ class Executor:
                 routes.append(asked)
                 reasons.append(reason_for(rule_id, result))
         route = strongest(routes)
-        if run.budget_exceeded:
+        if run.budget_note is not None:
             route = strongest((route, self.plan.budget_route))
-            reasons.append(
-                f"budget_exceeded: cost {run.state.cost_total:g} reached the budget of "
-                f"{self.plan.budget:g}"
-            )
+            reasons.append(f"budget_exceeded: {run.budget_note}")
             if route is Route.DEAD_LETTER:
                 letter = DeadLetter(DeadLetterReason.BUDGET_EXCEEDED, stage.name, reasons[-1])
                 return StageOutcome(stage.name, route, reasons, run.pairs, letter, None, True)

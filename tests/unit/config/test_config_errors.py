@@ -1,0 +1,211 @@
+"""Each kind of malformed configuration gives a one-line error with its location, and every
+error of a file is reported together."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from config_helpers import base_config, errors_of, load
+
+LOCATED = re.compile(r"^[\w.\[\]-]+: .+ \(line \d+\)$")
+
+
+def unlined(errors):
+    return [re.sub(r" \(line \d+\)$", "", e) for e in errors]
+
+
+def rules_of(config, stage):
+    return config["stages"][stage]["rules"]
+
+
+def test_the_base_configuration_is_valid(tmp_path):
+    compiled = load(tmp_path, base_config())
+    assert [s.name for s in compiled.plan.stages] == ["data_quality", "compliance"]
+
+
+def test_unknown_rule_class_names_the_class_and_suggests_a_close_one(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["required"]["class"] = "RequiredField"
+    assert unlined(errors_of(tmp_path, config)) == [
+        "stages.data_quality.rules.required.class: unknown rule class 'RequiredField' "
+        "(did you mean 'RequiredFields'?)"
+    ]
+
+
+def test_unknown_dependency_is_located_at_its_list_index(tmp_path):
+    config = base_config()
+    rules_of(config, "compliance")["kyc_check"]["cross_stage_dependencies"] = ["required", "kyc"]
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "stages.compliance.rules.kyc_check.cross_stage_dependencies[1]: unknown rule 'kyc'"
+    )
+
+
+def test_dependency_cycle_is_reported_with_its_path(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["required"]["dependencies"] = ["email"]
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert "dependency cycle: " in errors[0]
+    assert "required -> email -> required" in errors[0] or "email -> required -> email" in errors[0]
+
+
+def test_dependency_on_a_rule_of_a_later_stage_is_refused(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["email"]["cross_stage_dependencies"] = ["kyc_check"]
+    errors = unlined(errors_of(tmp_path, config))
+    assert errors == [
+        "stages.data_quality.rules.email.cross_stage_dependencies[0]: rule 'kyc_check' is in "
+        "later stage 'compliance', which runs after this one"
+    ]
+
+
+def test_same_stage_dependency_must_not_be_listed_as_cross_stage(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["email"]["cross_stage_dependencies"] = ["required"]
+    assert "list it under dependencies" in errors_of(tmp_path, config)[0]
+
+
+def test_earlier_stage_dependency_must_be_listed_as_cross_stage(tmp_path):
+    config = base_config()
+    rules_of(config, "compliance")["kyc_check"]["dependencies"] = ["required"]
+    assert "list it under cross_stage_dependencies" in errors_of(tmp_path, config)[0]
+
+
+def test_bad_params_for_a_rule_class_give_the_pydantic_message_at_the_param(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["required"]["params"] = {"fields": "name", "colour": 1}
+    errors = errors_of(tmp_path, config)
+    assert any(
+        e.startswith("stages.data_quality.rules.required.params.fields: Input should be a valid list")
+        for e in errors
+    )
+    assert any(e.startswith("stages.data_quality.rules.required.params.colour: unknown key") for e in errors)
+
+
+def test_unknown_service_is_refused_with_the_services_defined(tmp_path):
+    config = base_config()
+    rules_of(config, "compliance")["kyc_check"]["params"]["service"] = "jumio"
+    assert unlined(errors_of(tmp_path, config)) == [
+        "stages.compliance.rules.kyc_check.params.service: unknown service 'jumio' (defined: kyc)"
+    ]
+
+
+@pytest.mark.parametrize("timeout", [0, -5, "soon"])
+def test_bad_stage_timeout_is_refused(tmp_path, timeout):
+    config = base_config()
+    config["stages"]["data_quality"]["timeout_s"] = timeout
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert errors[0].startswith("stages.data_quality.timeout_s: Input should be")
+
+
+def test_bad_service_timeout_is_refused(tmp_path):
+    config = base_config()
+    config["services"]["kyc"]["timeout_s"] = -1
+    assert errors_of(tmp_path, config)[0].startswith(
+        "services.kyc.timeout_s: Input should be greater than 0"
+    )
+
+
+def test_invalid_cel_in_a_rule_condition_is_located(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["email"]["when"] = "data.age >="
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert errors[0].startswith("stages.data_quality.rules.email.when: invalid CEL expression")
+
+
+def test_invalid_cel_in_a_stage_condition_is_located(tmp_path):
+    config = base_config()
+    config["stages"]["compliance"]["condition"] = "data.risk in"
+    assert errors_of(tmp_path, config)[0].startswith("stages.compliance.condition: invalid CEL")
+
+
+def test_invalid_cel_in_rule_params_is_located(tmp_path):
+    config = base_config()
+    rules_of(config, "compliance")["kyc_check"]["params"]["pass_when"] = "response.verified &&"
+    assert errors_of(tmp_path, config)[0].startswith(
+        "stages.compliance.rules.kyc_check.params.pass_when: invalid CEL"
+    )
+
+
+def test_unknown_key_suggests_the_option_meant(tmp_path):
+    config = base_config()
+    config["stages"]["data_quality"]["fail_fst"] = True
+    assert unlined(errors_of(tmp_path, config)) == [
+        "stages.data_quality.fail_fst: unknown key (did you mean 'fail_fast'?)"
+    ]
+
+
+def test_duplicate_rule_id_across_stages_is_refused(tmp_path):
+    config = base_config()
+    rules_of(config, "compliance")["required"] = {"class": "RequiredFields", "params": {"fields": ["x"]}}
+    assert "rule id already used in stage 'data_quality'" in errors_of(tmp_path, config)[0]
+
+
+def test_duplicate_key_in_yaml_is_refused_with_both_lines(tmp_path):
+    text = "pipeline: a\npipeline: b\nstages: {s: {rules: {}}}\n"
+    assert unlined(errors_of(tmp_path, text)) == ["pipeline: duplicate key (first at line 1, again at line 2)"]
+
+
+def test_yaml_syntax_error_gives_file_line_and_column(tmp_path):
+    errors = errors_of(tmp_path, "pipeline: demo\nstages: [\n")
+    assert len(errors) == 1
+    assert re.match(r".*pipeline\.yaml:3:1: not valid YAML", errors[0])
+
+
+def test_every_error_of_a_file_is_reported_together_one_line_each(tmp_path):
+    config = base_config()
+    config["stages"]["data_quality"]["timeout_s"] = -1
+    rules_of(config, "data_quality")["required"]["class"] = "Nope"
+    rules_of(config, "data_quality")["email"]["dependencies"] = ["missing_rule"]
+    rules_of(config, "compliance")["kyc_check"]["params"]["service"] = "ghost"
+    rules_of(config, "compliance")["kyc_check"]["when"] = "((("
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 5
+    assert all(LOCATED.match(e) for e in errors), errors
+    assert all("\n" not in e for e in errors)
+
+
+def test_missing_pipeline_name_and_stages_are_required(tmp_path):
+    errors = errors_of(tmp_path, {"version": "1"})
+    assert "pipeline: required" in errors
+    assert "stages: required" in errors
+
+
+def test_pipeline_name_must_be_usable_in_topic_names(tmp_path):
+    errors = errors_of(tmp_path, base_config(pipeline="has spaces"))
+    assert errors[0].startswith("pipeline: String should match pattern")
+
+
+def test_unknown_service_class_is_refused(tmp_path):
+    config = base_config()
+    config["services"]["kyc"]["class"] = "SimulatedServce"
+    assert errors_of(tmp_path, config)[0].startswith(
+        "services.kyc.class: unknown service class 'SimulatedServce' (did you mean 'SimulatedService'?)"
+    )
+
+
+def test_a_rule_class_cannot_be_imported_by_path(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["required"]["class"] = "os.system"
+    errors = errors_of(tmp_path, config)
+    assert errors[0].startswith("stages.data_quality.rules.required.class: unknown rule class 'os.system'")
+
+
+def test_errors_point_at_the_line_where_the_value_was_written(tmp_path):
+    text = """pipeline: demo
+stages:
+  dq:
+    rules:
+      r1:
+        class: RequiredFields
+        params: {fields: [a]}
+        dependencies: [nope]
+"""
+    assert errors_of(tmp_path, text) == [
+        "stages.dq.rules.r1.dependencies[0]: unknown rule 'nope' (line 8)"
+    ]
