@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
+from stream_engine.core.aio import await_with_timeout, gather_eager
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.outcome import DeadLetterReason, OnError, Outcome, Route
 from stream_engine.core.plan import PipelinePlan, RuleSpec, StagePlan
@@ -33,6 +34,17 @@ _KIND_REASON = {
     "timeout": DeadLetterReason.TIMEOUT,
     "circuit_open": DeadLetterReason.CIRCUIT_OPEN,
 }
+
+
+async def _settle(value: Any, limit: float | None) -> Verdict:
+    """What a rule returned that is not a Verdict: await it (under the rule's timeout), then
+    accept a Verdict or a plain bool."""
+    if isinstance(value, Coroutine):
+        value = await await_with_timeout(value, limit)
+    elif isinstance(value, Awaitable):
+        async with asyncio.timeout(limit):
+            value = await value
+    return _verdict(value)
 
 
 def _verdict(value: object) -> Verdict:
@@ -84,7 +96,7 @@ class _StageRun:
             async with limit:
                 self.record(spec, await self.evaluate(spec))
 
-        await asyncio.gather(*(one(spec) for spec in level))
+        await gather_eager([one(spec) for spec in level])
         for spec in level:
             self.check_stop(spec, self.state.results[spec.rule_id])
 
@@ -137,8 +149,9 @@ class _StageRun:
         ):
             self.stop = f"stage stopped after '{spec.rule_id}' ({result.outcome.value})"
 
-    async def evaluate(self, spec: RuleSpec) -> RuleResult:
-        """Pre-checks (dependencies, required fields, condition, budget), then the attempts."""
+    def precheck(self, spec: RuleSpec) -> RuleResult | None:
+        """A SKIP (or ERROR) result when the rule must not run: a dependency did not pass, a
+        required field is missing, its condition is false, or it would exceed the budget."""
         stage = self.stage.name
         results = self.state.results
         for dep in spec.dependencies + spec.cross_stage_dependencies:
@@ -171,11 +184,15 @@ class _StageRun:
                 f"budget of {budget:g} already spent"
             )
             return RuleResult(stage, Outcome.SKIP, f"not evaluated: {self.budget_note}")
-        return await self.attempts(spec)
+        return None
 
-    async def attempts(self, spec: RuleSpec) -> RuleResult:
-        """Evaluate with retries; exceptions become ERROR results, never escape."""
-        state = self.state
+    async def evaluate(self, spec: RuleSpec) -> RuleResult:
+        """Pre-checks, then the attempts with retries; exceptions become ERROR results and
+        never escape. A sync rule is called inline: no coroutine or task is made for it."""
+        early = self.precheck(spec)
+        if early is not None:
+            return early
+        state, rule, ctx = self.state, spec.rule, self.ctx
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -186,7 +203,9 @@ class _StageRun:
                     state.cost_by_rule.get(spec.rule_id, 0.0) + spec.cost
                 )
             try:
-                verdict = await self.call(spec)
+                value: Any = rule.evaluate(ctx)
+                if type(value) is not Verdict:
+                    value = await _settle(value, spec.timeout_s)
             except RuleEvaluationError as exc:
                 kind = exc.kind
                 error: Exception = exc
@@ -195,49 +214,42 @@ class _StageRun:
             except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
                 kind, error = "rule_error", exc
             else:
-                duration = (time.perf_counter() - started) * 1000.0
-                if not spec.is_async and spec.timeout_s and duration > spec.timeout_s * 1000.0:
-                    return RuleResult(
-                        self.stage.name,
-                        Outcome.ERROR,
-                        f"rule took {duration:.0f} ms, over its timeout of {spec.timeout_s}s",
-                        {"error_class": "TimeoutError"},
-                        duration,
-                        attempt,
-                        spec.cost * attempt,
-                        "timeout",
-                    )
-                self._check_budget_after(spec)
-                return RuleResult(
-                    self.stage.name,
-                    verdict.outcome,
-                    verdict.message,
-                    verdict.details,
-                    duration,
-                    attempt,
-                    spec.cost * attempt,
-                    None,
-                    verdict.action,
-                )
+                return self._done(spec, value, attempt, started)
             if not spec.retry.should_retry(kind, attempt):
-                self._check_budget_after(spec)
+                if attempt > 1 and spec.cost:
+                    self._check_budget_after(spec)
                 duration = (time.perf_counter() - started) * 1000.0
                 result = _error(self.stage.name, error, attempt, duration, kind)
                 result.cost = spec.cost * attempt
                 return result
             await asyncio.sleep(spec.retry.delay(attempt, self.ex.rng))
 
-    async def call(self, spec: RuleSpec) -> Verdict:
-        value: Any = spec.rule.evaluate(self.ctx)
-        if type(value) is Verdict:
-            return value
-        if spec.is_async or isinstance(value, Awaitable):
-            if spec.timeout_s is None:
-                value = await value
-            else:
-                async with asyncio.timeout(spec.timeout_s):
-                    value = await value
-        return _verdict(value)
+    def _done(self, spec: RuleSpec, verdict: Verdict, attempt: int, started: float) -> RuleResult:
+        duration = (time.perf_counter() - started) * 1000.0
+        if attempt > 1 and spec.cost:
+            self._check_budget_after(spec)
+        if not spec.is_async and spec.timeout_s and duration > spec.timeout_s * 1000.0:
+            return RuleResult(
+                self.stage.name,
+                Outcome.ERROR,
+                f"rule took {duration:.0f} ms, over its timeout of {spec.timeout_s}s",
+                {"error_class": "TimeoutError"},
+                duration,
+                attempt,
+                spec.cost * attempt,
+                "timeout",
+            )
+        return RuleResult(
+            self.stage.name,
+            verdict.outcome,
+            verdict.message,
+            verdict.details,
+            duration,
+            attempt,
+            spec.cost * attempt,
+            None,
+            verdict.action,
+        )
 
     def _check_budget_after(self, spec: RuleSpec) -> None:
         budget = self.ex.plan.budget
@@ -282,6 +294,12 @@ class Executor:
         self.specs: dict[str, RuleSpec] = {
             spec.rule_id: spec for stage in plan.stages for spec in stage.rules
         }
+        self._active = plan.active_stages
+        self._has_async = {stage.name: stage.has_async for stage in plan.stages}
+        self._next: dict[str, StagePlan | None] = {
+            stage.name: (self._active[i + 1] if i + 1 < len(self._active) else None)
+            for i, stage in enumerate(self._active)
+        }
 
     async def run_stage(self, stage: StagePlan, state: RecordState) -> StageOutcome:
         """Evaluate one stage on one record; the record's state is updated in place."""
@@ -290,10 +308,9 @@ class Executor:
         run = _StageRun(self, stage, state)
         if not await self._condition_holds(stage, run):
             pass
-        elif stage.timeout_s is not None and stage.has_async:
+        elif stage.timeout_s is not None and self._has_async[stage.name]:
             try:
-                async with asyncio.timeout(stage.timeout_s):
-                    await run.run_levels(None)
+                await await_with_timeout(run.run_levels(None), stage.timeout_s)
             except TimeoutError:
                 run.timed_out()
         else:
@@ -359,7 +376,7 @@ class Executor:
     ) -> list[StageOutcome]:
         """One stage over a batch of records: inline for sync stages, concurrently (bounded)
         when the stage awaits services."""
-        if not stage.has_async or len(states) < 2:
+        if not self._has_async[stage.name] or len(states) < 2:
             return [await self.run_stage(stage, state) for state in states]
         limit = asyncio.Semaphore(self.batch_concurrency)
 
@@ -367,12 +384,12 @@ class Executor:
             async with limit:
                 return await self.run_stage(stage, state)
 
-        return list(await asyncio.gather(*(one(state) for state in states)))
+        return await gather_eager([one(state) for state in states])
 
     def decide(self, state: RecordState, outcome: StageOutcome) -> Decision | None:
         """The decision after a stage, or None when the record moves on to the next stage."""
         if outcome.route is Route.FORWARD:
-            if self.plan.next_stage(outcome.stage) is not None:
+            if self._next.get(outcome.stage) is not None:
                 return None
             return self._final(state, outcome.stage)
         return self._decision(
@@ -415,7 +432,7 @@ class Executor:
         decisions come back in input order."""
         decisions: list[Decision | None] = [None] * len(states)
         pending = list(range(len(states)))
-        for stage in self.plan.active_stages:
+        for stage in self._active:
             if not pending:
                 break
             outcomes = await self.run_stage_batch(stage, [states[i] for i in pending])
@@ -433,7 +450,7 @@ class Executor:
 
     async def run_record(self, state: RecordState) -> Decision:
         """Every enabled stage in order until one stops the record (the offline path)."""
-        for stage in self.plan.active_stages:
+        for stage in self._active:
             outcome = await self.run_stage(stage, state)
             decision = self.decide(state, outcome)
             if decision is not None:

@@ -6,6 +6,7 @@ import asyncio
 import random
 from typing import Any, Protocol
 
+from stream_engine.core.aio import await_with_timeout
 from stream_engine.core.breaker import CircuitBreaker
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.errors import RuleTimeoutError, ServiceError
@@ -58,11 +59,7 @@ class GuardedService:
             self.breaker.before_call()
         self.calls += 1
         try:
-            if self.timeout_s is None:
-                response = await self.service.call(request)
-            else:
-                async with asyncio.timeout(self.timeout_s):
-                    response = await self.service.call(request)
+            response = await await_with_timeout(self.service.call(request), self.timeout_s)
         except TimeoutError as exc:
             self._failed()
             raise RuleTimeoutError(

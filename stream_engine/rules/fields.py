@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -61,9 +62,20 @@ class RequiredFields(ConfiguredRule[RequiredFieldsParams]):
         )
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
 class RegexParams(RuleParams):
     field: str = field_param()
-    pattern: str
+    pattern: str | None = None
+    select_by: str | None = None
+    patterns: dict[str, str] = Field(default_factory=dict)
+    unknown_selector: Missing = "pass"
     full_match: bool = True
     ignore_case: bool = False
     message: str | None = None
@@ -71,25 +83,43 @@ class RegexParams(RuleParams):
 
     @field_validator("pattern")
     @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
+    def _compiles(cls, value: str | None) -> str | None:
+        return None if value is None else _regex(value)
+
+    @field_validator("patterns")
+    @classmethod
+    def _all_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value.values():
+            _regex(pattern)
         return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RegexParams:
+        if (self.pattern is None) == (self.select_by is None):
+            raise ValueError("give either pattern, or select_by with patterns")
+        if self.select_by is not None and not self.patterns:
+            raise ValueError("select_by needs patterns: {value of the selector field: regex}")
+        return self
 
 
 @register_rule("Regex")
 class Regex(ConfiguredRule[RegexParams]):
-    """FAIL unless the field (as text) matches a regular expression."""
+    """FAIL unless the field (as text) matches a regular expression - one ``pattern``, or the
+    pattern that ``patterns`` gives for the value of the ``select_by`` field (e.g. the zip code
+    pattern of the record's state)."""
 
     Params = RegexParams
 
     def __init__(self, params: RegexParams) -> None:
         super().__init__(params)
         flags = re.IGNORECASE if params.ignore_case else 0
-        compiled = re.compile(params.pattern, flags)
-        self._match = compiled.fullmatch if params.full_match else compiled.search
+
+        def matcher(pattern: str) -> Callable[[str], re.Match[str] | None]:
+            compiled = re.compile(pattern, flags)
+            return compiled.fullmatch if params.full_match else compiled.search
+
+        self._match = matcher(params.pattern) if params.pattern is not None else None
+        self._by_selector = {key: matcher(p) for key, p in params.patterns.items()}
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         params = self.params
@@ -98,9 +128,22 @@ class Regex(ConfiguredRule[RegexParams]):
             return _when_missing(params.missing, params.field)
         if isinstance(value, dict | list):
             return failed(f"{params.field} must be text, got {type(value).__name__}")
-        if self._match(str(value)):
+        match = self._match
+        if params.select_by is not None:
+            selector = ctx.data.get(params.select_by)
+            match = self._by_selector.get(str(selector)) if selector is not None else None
+            if match is None:
+                return _when_missing(
+                    params.unknown_selector, f"pattern for this {params.select_by}"
+                )
+        assert match is not None
+        if match(str(value)):
             return passed(f"{params.field} matches")
-        return failed(params.message or f"{params.field} does not match {params.pattern}")
+        if params.message:
+            return failed(params.message)
+        if params.select_by is not None:
+            return failed(f"{params.field} does not match the pattern for its {params.select_by}")
+        return failed(f"{params.field} does not match {params.pattern}")
 
 
 def as_number(value: Any) -> float | None:

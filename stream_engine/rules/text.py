@@ -17,27 +17,39 @@ _SPACES = re.compile(r"\s+")
 class TrimParams(RuleParams):
     fields: list[str] = Field(min_length=1, validation_alias=AliasChoices("fields", "field_names"))
     collapse_spaces: bool = False
+    uppercase: list[str] = Field(default_factory=list)
+    lowercase: list[str] = Field(default_factory=list)
 
 
 @register_rule("TrimWhitespace")
 class TrimWhitespace(ConfiguredRule[TrimParams]):
-    """Strip leading and trailing whitespace (optionally collapse inner runs) in many fields."""
+    """Strip leading and trailing whitespace in many fields; optionally collapse inner runs of
+    whitespace, and upper- or lower-case some of the fields (state codes, say)."""
 
     Params = TrimParams
 
+    def __init__(self, params: TrimParams) -> None:
+        super().__init__(params)
+        self._upper = frozenset(params.uppercase)
+        self._lower = frozenset(params.lowercase)
+
     def provides(self) -> tuple[str, ...]:
-        return tuple(self.params.fields)
+        return tuple(dict.fromkeys([*self.params.fields, *self._upper, *self._lower]))
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         data = ctx.data
         changed = []
-        for name in self.params.fields:
+        for name in self.provides():
             value = data.get(name)
             if not isinstance(value, str):
                 continue
             clean = value.strip()
             if self.params.collapse_spaces:
                 clean = _SPACES.sub(" ", clean)
+            if name in self._upper:
+                clean = clean.upper()
+            elif name in self._lower:
+                clean = clean.lower()
             if clean != value:
                 data[name] = clean
                 changed.append(name)

@@ -79,10 +79,15 @@ def test_bad_params_for_a_rule_class_give_the_pydantic_message_at_the_param(tmp_
     rules_of(config, "data_quality")["required"]["params"] = {"fields": "name", "colour": 1}
     errors = errors_of(tmp_path, config)
     assert any(
-        e.startswith("stages.data_quality.rules.required.params.fields: Input should be a valid list")
+        e.startswith(
+            "stages.data_quality.rules.required.params.fields: Input should be a valid list"
+        )
         for e in errors
     )
-    assert any(e.startswith("stages.data_quality.rules.required.params.colour: unknown key") for e in errors)
+    assert any(
+        e.startswith("stages.data_quality.rules.required.params.colour: unknown key")
+        for e in errors
+    )
 
 
 def test_unknown_service_is_refused_with_the_services_defined(tmp_path):
@@ -142,13 +147,18 @@ def test_unknown_key_suggests_the_option_meant(tmp_path):
 
 def test_duplicate_rule_id_across_stages_is_refused(tmp_path):
     config = base_config()
-    rules_of(config, "compliance")["required"] = {"class": "RequiredFields", "params": {"fields": ["x"]}}
+    rules_of(config, "compliance")["required"] = {
+        "class": "RequiredFields",
+        "params": {"fields": ["x"]},
+    }
     assert "rule id already used in stage 'data_quality'" in errors_of(tmp_path, config)[0]
 
 
 def test_duplicate_key_in_yaml_is_refused_with_both_lines(tmp_path):
     text = "pipeline: a\npipeline: b\nstages: {s: {rules: {}}}\n"
-    assert unlined(errors_of(tmp_path, text)) == ["pipeline: duplicate key (first at line 1, again at line 2)"]
+    assert unlined(errors_of(tmp_path, text)) == [
+        "pipeline: duplicate key (first at line 1, again at line 2)"
+    ]
 
 
 def test_yaml_syntax_error_gives_file_line_and_column(tmp_path):
@@ -185,7 +195,8 @@ def test_unknown_service_class_is_refused(tmp_path):
     config = base_config()
     config["services"]["kyc"]["class"] = "SimulatedServce"
     assert errors_of(tmp_path, config)[0].startswith(
-        "services.kyc.class: unknown service class 'SimulatedServce' (did you mean 'SimulatedService'?)"
+        "services.kyc.class: unknown service class 'SimulatedServce' "
+        "(did you mean 'SimulatedService'?)"
     )
 
 
@@ -193,7 +204,9 @@ def test_a_rule_class_cannot_be_imported_by_path(tmp_path):
     config = base_config()
     rules_of(config, "data_quality")["required"]["class"] = "os.system"
     errors = errors_of(tmp_path, config)
-    assert errors[0].startswith("stages.data_quality.rules.required.class: unknown rule class 'os.system'")
+    assert errors[0].startswith(
+        "stages.data_quality.rules.required.class: unknown rule class 'os.system'"
+    )
 
 
 def test_errors_point_at_the_line_where_the_value_was_written(tmp_path):

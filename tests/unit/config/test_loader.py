@@ -48,7 +48,9 @@ def test_an_unknown_environment_lists_the_known_ones(tmp_path):
 
 def test_overlay_values_replace_lists_rather_than_appending(tmp_path):
     config = with_environments(
-        strict={"stages": {"data_quality": {"rules": {"required": {"params": {"fields": ["a", "b"]}}}}}}
+        strict={
+            "stages": {"data_quality": {"rules": {"required": {"params": {"fields": ["a", "b"]}}}}}
+        }
     )
     compiled = load(tmp_path, config, environment="strict")
     required = compiled.plan.stage("data_quality").rules[0].rule
@@ -59,7 +61,11 @@ def test_replace_marker_swaps_a_whole_mapping(tmp_path):
     config = with_environments(
         production={
             "services": {
-                "kyc": {"$replace": True, "class": "HttpJsonService", "params": {"url": "https://kyc.example/v1"}}
+                "kyc": {
+                    "$replace": True,
+                    "class": "HttpJsonService",
+                    "params": {"url": "https://kyc.example/v1"},
+                }
             }
         }
     )

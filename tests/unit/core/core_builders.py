@@ -18,7 +18,9 @@ from stream_engine.core.state import RecordState
 class Const(Rule[None]):
     """Always answers the same verdict, and counts its calls."""
 
-    def __init__(self, outcome: Outcome = Outcome.PASS, message: str = "", action: Route | None = None):
+    def __init__(
+        self, outcome: Outcome = Outcome.PASS, message: str = "", action: Route | None = None
+    ):
         super().__init__(None)
         self.verdict = Verdict(outcome, message or outcome.value.lower(), None, action)
         self.calls = 0
@@ -83,13 +85,17 @@ class Writes(Rule[None]):
 
 def spec(rule_id: str, rule: Rule[Any], **options: Any) -> RuleSpec:
     """A rule spec; the stage is filled in by ``stage``."""
-    return RuleSpec(rule_id=rule_id, stage="", rule=rule, is_async=RuleSpec.detect_async(rule), **options)
+    return RuleSpec(
+        rule_id=rule_id, stage="", rule=rule, is_async=RuleSpec.detect_async(rule), **options
+    )
 
 
 def stage(name: str, specs: Sequence[RuleSpec], index: int = 0, **options: Any) -> StagePlan:
     """A stage plan with its dependency levels computed."""
     specs = [replace(s, stage=name) for s in specs]
-    return StagePlan(name=name, index=index, rules=tuple(specs), levels=dependency_levels(specs), **options)
+    return StagePlan(
+        name=name, index=index, rules=tuple(specs), levels=dependency_levels(specs), **options
+    )
 
 
 def pipeline(*stages: StagePlan, **options: Any) -> PipelinePlan:

@@ -23,7 +23,12 @@ def make(threshold: int = 3, reset: float = 10.0, probes: int = 1):
     clock = Clock()
     changes: list[tuple[str, BreakerState]] = []
     breaker = CircuitBreaker(
-        "svc", threshold, reset, probes, clock=clock, on_state_change=lambda n, s: changes.append((n, s))
+        "svc",
+        threshold,
+        reset,
+        probes,
+        clock=clock,
+        on_state_change=lambda n, s: changes.append((n, s)),
     )
     return breaker, clock, changes
 
@@ -69,7 +74,11 @@ def test_a_successful_probe_closes_the_breaker():
     breaker.before_call()
     breaker.on_success()
     assert breaker.state is BreakerState.CLOSED
-    assert [s for _, s in changes] == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+    assert [s for _, s in changes] == [
+        BreakerState.OPEN,
+        BreakerState.HALF_OPEN,
+        BreakerState.CLOSED,
+    ]
 
 
 def test_a_failed_probe_opens_the_breaker_again_for_a_full_period():

@@ -84,7 +84,9 @@ async def test_fail_fast_skips_the_rest_of_the_stage_after_the_first_failure():
 
 async def test_without_fail_fast_every_failure_of_the_stage_is_collected():
     plan = pipeline(
-        stage("a", [spec("x", Const(FAIL, "x bad")), spec("y", Const(FAIL, "y bad"))], fail_fast=False)
+        stage(
+            "a", [spec("x", Const(FAIL, "x bad")), spec("y", Const(FAIL, "y bad"))], fail_fast=False
+        )
     )
     decision = await run(plan)
     assert decision.status is Status.REJECTED
@@ -118,7 +120,13 @@ async def test_reject_wins_over_review_in_the_same_stage():
 async def test_a_rule_asking_to_complete_ends_the_record_early_with_its_data():
     after_stage = Const()
     plan = pipeline(
-        stage("a", [spec("w", Writes("kept", 1)), spec("done", Const(PASS, action=Route.COMPLETE), dependencies=("w",))]),
+        stage(
+            "a",
+            [
+                spec("w", Writes("kept", 1)),
+                spec("done", Const(PASS, action=Route.COMPLETE), dependencies=("w",)),
+            ],
+        ),
         stage("b", [spec("never", after_stage)]),
     )
     decision = await run(plan)
@@ -201,7 +209,10 @@ async def test_a_stage_over_its_timeout_dead_letters_and_marks_unfinished_rules(
     plan = pipeline(
         stage(
             "a",
-            [spec("quick", Const()), spec("slow", AsyncConst(PASS, delay=5.0), dependencies=("quick",))],
+            [
+                spec("quick", Const()),
+                spec("slow", AsyncConst(PASS, delay=5.0), dependencies=("quick",)),
+            ],
             timeout_s=0.05,
         )
     )
@@ -215,7 +226,12 @@ async def test_parallel_level_runs_async_rules_concurrently_up_to_the_limit():
     gauge = {"now": 0, "peak": 0}
     rules = [AsyncConst(PASS, delay=0.05, gauge=gauge) for _ in range(4)]
     plan = pipeline(
-        stage("a", [spec(f"r{i}", r) for i, r in enumerate(rules)], parallel=True, max_parallel_rules=2)
+        stage(
+            "a",
+            [spec(f"r{i}", r) for i, r in enumerate(rules)],
+            parallel=True,
+            max_parallel_rules=2,
+        )
     )
     decision = await run(plan)
     assert decision.status is Status.APPROVED
@@ -249,7 +265,9 @@ async def test_when_condition_that_cannot_evaluate_is_an_error():
 
 async def test_stage_condition_false_skips_every_rule_of_the_stage_and_forwards():
     plan = pipeline(
-        stage("a", [spec("x", Const(FAIL)), spec("y", Const(FAIL))], condition=Expression("data.vip")),
+        stage(
+            "a", [spec("x", Const(FAIL)), spec("y", Const(FAIL))], condition=Expression("data.vip")
+        ),
         stage("b", [spec("z", Const())]),
     )
     decision = await run(plan, {"vip": False})
@@ -270,10 +288,16 @@ async def test_rules_that_provide_a_field_run_before_rules_that_require_it():
     plan = pipeline(
         stage(
             "a",
-            [spec("reader", reader, requires=("phone",)), spec("writer", Writes("phone", "+1"), provides=("phone",))],
+            [
+                spec("reader", reader, requires=("phone",)),
+                spec("writer", Writes("phone", "+1"), provides=("phone",)),
+            ],
         )
     )
-    assert [[s.rule_id for s in level] for level in plan.stages[0].levels] == [["writer"], ["reader"]]
+    assert [[s.rule_id for s in level] for level in plan.stages[0].levels] == [
+        ["writer"],
+        ["reader"],
+    ]
     decision = await run(plan)
     assert outcomes(decision) == {"writer": "PASS", "reader": "PASS"}
 
@@ -285,7 +309,12 @@ async def test_cost_is_summed_per_evaluation_and_skipped_rules_cost_nothing():
             [
                 spec("paid", Const(), cost=0.25),
                 spec("skipped", Const(), cost=1.0, when=Expression("false")),
-                spec("retried", Raises(ServiceError("x")), cost=0.1, retry=RetryPolicy(attempts=2, backoff_s=0)),
+                spec(
+                    "retried",
+                    Raises(ServiceError("x")),
+                    cost=0.1,
+                    retry=RetryPolicy(attempts=2, backoff_s=0),
+                ),
             ],
         )
     )
@@ -298,7 +327,13 @@ async def test_cost_is_summed_per_evaluation_and_skipped_rules_cost_nothing():
 async def test_a_rule_that_would_exceed_the_budget_is_not_run_and_the_record_stops():
     expensive = Const()
     plan = pipeline(
-        stage("a", [spec("cheap", Const(), cost=0.6), spec("expensive", expensive, cost=0.6, dependencies=("cheap",))]),
+        stage(
+            "a",
+            [
+                spec("cheap", Const(), cost=0.6),
+                spec("expensive", expensive, cost=0.6, dependencies=("cheap",)),
+            ],
+        ),
         stage("b", [spec("later", Const())]),
         budget=1.0,
     )
@@ -313,10 +348,16 @@ async def test_a_rule_that_would_exceed_the_budget_is_not_run_and_the_record_sto
 
 @pytest.mark.parametrize(
     ("budget_route", "status"),
-    [(Route.REVIEW, Status.REVIEW), (Route.DEAD_LETTER, Status.DEAD_LETTER), (Route.COMPLETE, Status.COMPLETED)],
+    [
+        (Route.REVIEW, Status.REVIEW),
+        (Route.DEAD_LETTER, Status.DEAD_LETTER),
+        (Route.COMPLETE, Status.COMPLETED),
+    ],
 )
 async def test_budget_route_is_configurable(budget_route, status):
-    plan = pipeline(stage("a", [spec("costly", Const(), cost=2.0)]), budget=1.0, budget_route=budget_route)
+    plan = pipeline(
+        stage("a", [spec("costly", Const(), cost=2.0)]), budget=1.0, budget_route=budget_route
+    )
     decision = await run(plan)
     assert decision.status is status
     if status is Status.DEAD_LETTER:
@@ -385,5 +426,8 @@ async def test_audit_trail_records_each_stage_with_its_route_and_worker():
     plan = pipeline(stage("a", [spec("a1", Const())]), stage("b", [spec("b1", Const(FAIL))]))
     decision = await Executor(plan, worker="w-1").run_record(RecordState("r", {}))
     audit = [entry.to_dict() for entry in decision.state.audit]
-    assert [(e["stage"], e["route"], e["worker"]) for e in audit] == [("a", "forward", "w-1"), ("b", "reject", "w-1")]
+    assert [(e["stage"], e["route"], e["worker"]) for e in audit] == [
+        ("a", "forward", "w-1"),
+        ("b", "reject", "w-1"),
+    ]
     assert all(e["duration_ms"] >= 0 for e in audit)

@@ -22,7 +22,7 @@ def test_invalid_cel_fails_at_compile_time_with_the_position():
 
 
 def test_missing_field_is_an_error_that_suggests_has():
-    with pytest.raises(ExpressionError, match="no such key 'age'.*has"):
+    with pytest.raises(ExpressionError, match=r"no such key 'age'.*has"):
         Expression("data.age > 1").evaluate({})
 
 
