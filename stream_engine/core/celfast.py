@@ -182,7 +182,8 @@ def _kind(value: Any) -> str:
 
 
 def _num(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+    """Ints beyond int64 become doubles, as the ``cel`` package converts them."""
+    if type(value) is int and not INT_MIN <= value <= INT_MAX:
         return float(value)
     return value
 

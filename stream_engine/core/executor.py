@@ -55,6 +55,9 @@ def _verdict(value: object) -> Verdict:
         return Verdict(
             Outcome.PASS if value else Outcome.FAIL, "" if value else "rule returned false"
         )
+    if isinstance(value, Coroutine):
+        value.close()
+        raise TypeError("evaluate returned a coroutine: declare it with 'async def'")
     raise TypeError(f"a rule must return a Verdict, got {type(value).__name__}")
 
 
@@ -67,7 +70,9 @@ class _StageRun:
         self.ex = ex
         self.stage = stage
         self.state = state
-        self.ctx = RuleContext(state.record_id, state.data, state.results, stage.name, state.tenant)
+        self.ctx = RuleContext(
+            state.record_id, state.data, state.results, stage.name, state.tenant, state.memo
+        )
         self.pairs: list[tuple[str, RuleResult]] = []
         self.stop: str | None = None
         self.dead_letter: DeadLetter | None = None
@@ -80,6 +85,7 @@ class _StageRun:
             elif self.stage.parallel and sum(spec.is_async for spec in level) > 1:
                 await self.run_parallel(level)
             else:
+                inline = self.ex.inline
                 for spec in level:
                     if self.stop is not None:
                         self.skip_all((spec,), f"not evaluated: {self.stop}")
@@ -87,7 +93,14 @@ class _StageRun:
                     if deadline is not None and time.perf_counter() > deadline:
                         self.timed_out()
                         return
-                    self.note(spec, await self.evaluate(spec))
+                    if inline[spec.rule_id]:
+                        result = self.evaluate_now(spec)
+                    else:
+                        result = await self.evaluate(spec)
+                    self.state.results[spec.rule_id] = result
+                    self.pairs.append((spec.rule_id, result))
+                    if result.outcome is not Outcome.PASS or result.action is not None:
+                        self.check_stop(spec, result)
 
     async def run_parallel(self, level: Sequence[RuleSpec]) -> None:
         limit = asyncio.Semaphore(max(1, self.stage.max_parallel_rules))
@@ -123,10 +136,6 @@ class _StageRun:
         self.state.results[spec.rule_id] = result
         self.pairs.append((spec.rule_id, result))
 
-    def note(self, spec: RuleSpec, result: RuleResult) -> None:
-        self.record(spec, result)
-        self.check_stop(spec, result)
-
     def check_stop(self, spec: RuleSpec, result: RuleResult) -> None:
         """Decide whether this result ends the stage early (dead letter, complete, fail-fast)."""
         if self.stop is not None:
@@ -152,6 +161,11 @@ class _StageRun:
     def precheck(self, spec: RuleSpec) -> RuleResult | None:
         """A SKIP (or ERROR) result when the rule must not run: a dependency did not pass, a
         required field is missing, its condition is false, or it would exceed the budget."""
+        unconditional = not (
+            spec.dependencies or spec.cross_stage_dependencies or spec.requires or spec.when
+        )
+        if unconditional and (not spec.cost or self.ex.plan.budget is None):
+            return None
         stage = self.stage.name
         results = self.state.results
         for dep in spec.dependencies + spec.cross_stage_dependencies:
@@ -186,22 +200,52 @@ class _StageRun:
             return RuleResult(stage, Outcome.SKIP, f"not evaluated: {self.budget_note}")
         return None
 
-    async def evaluate(self, spec: RuleSpec) -> RuleResult:
-        """Pre-checks, then the attempts with retries; exceptions become ERROR results and
-        never escape. A sync rule is called inline: no coroutine or task is made for it."""
+    def evaluate_now(self, spec: RuleSpec) -> RuleResult:
+        """A sync rule without retries, called inline: no coroutine is made for it."""
         early = self.precheck(spec)
         if early is not None:
             return early
-        state, rule, ctx = self.state, spec.rule, self.ctx
+        if spec.cost:
+            self.charge(spec)
+        started = time.perf_counter()
+        try:
+            value: Any = spec.rule.evaluate(self.ctx)
+            if type(value) is not Verdict:
+                value = _verdict(value)
+        except RuleEvaluationError as exc:
+            return self._failed(spec, exc, exc.kind, 1, started)
+        except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
+            return self._failed(spec, exc, "rule_error", 1, started)
+        return self._done(spec, value, 1, started)
+
+    def charge(self, spec: RuleSpec) -> None:
+        state = self.state
+        state.cost_total += spec.cost
+        state.cost_by_rule[spec.rule_id] = state.cost_by_rule.get(spec.rule_id, 0.0) + spec.cost
+
+    def _failed(
+        self, spec: RuleSpec, error: Exception, kind: str, attempt: int, started: float
+    ) -> RuleResult:
+        if attempt > 1 and spec.cost:
+            self._check_budget_after(spec)
+        duration = (time.perf_counter() - started) * 1000.0
+        result = _error(self.stage.name, error, attempt, duration, kind)
+        result.cost = spec.cost * attempt
+        return result
+
+    async def evaluate(self, spec: RuleSpec) -> RuleResult:
+        """Pre-checks, then the attempts with retries; exceptions become ERROR results and
+        never escape."""
+        early = self.precheck(spec)
+        if early is not None:
+            return early
+        rule, ctx = spec.rule, self.ctx
         started = time.perf_counter()
         attempt = 0
         while True:
             attempt += 1
             if spec.cost:
-                state.cost_total += spec.cost
-                state.cost_by_rule[spec.rule_id] = (
-                    state.cost_by_rule.get(spec.rule_id, 0.0) + spec.cost
-                )
+                self.charge(spec)
             try:
                 value: Any = rule.evaluate(ctx)
                 if type(value) is not Verdict:
@@ -216,12 +260,7 @@ class _StageRun:
             else:
                 return self._done(spec, value, attempt, started)
             if not spec.retry.should_retry(kind, attempt):
-                if attempt > 1 and spec.cost:
-                    self._check_budget_after(spec)
-                duration = (time.perf_counter() - started) * 1000.0
-                result = _error(self.stage.name, error, attempt, duration, kind)
-                result.cost = spec.cost * attempt
-                return result
+                return self._failed(spec, error, kind, attempt, started)
             await asyncio.sleep(spec.retry.delay(attempt, self.ex.rng))
 
     def _done(self, spec: RuleSpec, verdict: Verdict, attempt: int, started: float) -> RuleResult:
@@ -296,6 +335,11 @@ class Executor:
         }
         self._active = plan.active_stages
         self._has_async = {stage.name: stage.has_async for stage in plan.stages}
+        #: Rules called inline, without a coroutine: sync, and nothing to retry.
+        self.inline = {
+            rule_id: not spec.is_async and spec.retry.attempts == 1
+            for rule_id, spec in self.specs.items()
+        }
         self._next: dict[str, StagePlan | None] = {
             stage.name: (self._active[i + 1] if i + 1 < len(self._active) else None)
             for i, stage in enumerate(self._active)
@@ -355,6 +399,8 @@ class Executor:
         reasons: list[str] = []
         routes: list[Route] = []
         for rule_id, result in run.pairs:
+            if result.outcome is Outcome.PASS and result.action is None:
+                continue
             asked = requested_route(self.specs[rule_id], result)
             if asked is not Route.FORWARD:
                 routes.append(asked)

@@ -58,6 +58,8 @@ def failed_rules(
     """Every failed rule of the record, grouped by stage, in evaluation order."""
     by_stage: dict[str, list[str]] = {}
     for rule_id, result in results.items():
+        if result.outcome is Outcome.PASS or result.outcome is Outcome.SKIP:
+            continue
         spec = specs.get(rule_id)
         if spec is not None and counts_as_failure(spec, result):
             by_stage.setdefault(result.stage, []).append(rule_id)

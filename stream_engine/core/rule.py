@@ -25,13 +25,14 @@ class RuleContext:
         results: dict[str, RuleResult],
         stage: str = "",
         tenant: str | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> None:
         self.record_id = record_id
         self.data = data
         self.results = results
         self.stage = stage
         self.tenant = tenant
-        self.memo: dict[Any, Any] = {}
+        self.memo: dict[Any, Any] = {} if memo is None else memo
 
 
 class Rule(ABC, Generic[P]):

@@ -41,6 +41,8 @@ class GuardedService:
         self.breaker = breaker
         self._rng = rng or random.Random()
         self.calls = 0
+        # A service that answers from memory never waits, so it cannot run past a timeout.
+        self._may_suspend = getattr(service, "may_suspend", True) and timeout_s is not None
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """Call the service, retrying retryable failures, failing fast when the breaker is open."""
@@ -59,7 +61,10 @@ class GuardedService:
             self.breaker.before_call()
         self.calls += 1
         try:
-            response = await await_with_timeout(self.service.call(request), self.timeout_s)
+            if self._may_suspend:
+                response = await await_with_timeout(self.service.call(request), self.timeout_s)
+            else:
+                response = await self.service.call(request)
         except TimeoutError as exc:
             self._failed()
             raise RuleTimeoutError(

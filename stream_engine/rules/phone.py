@@ -115,11 +115,12 @@ class PhoneFormat(ConfiguredRule[PhoneFormatParams]):
             return failed(f"{params.field} is not a valid phone number")
         if number.extension and not params.allow_extensions:
             return failed(f"{params.field} has an extension, which is not allowed")
-        region = phonenumbers.region_code_for_number(number)
-        if params.allowed_regions is not None and region not in params.allowed_regions:
-            return failed(f"{params.field} is a {region} number", region=region)
+        if params.allowed_regions is not None:
+            region = phonenumbers.region_code_for_number(number)
+            if region not in params.allowed_regions:
+                return failed(f"{params.field} is a {region} number", region=region)
         if params.allowed_types is not None:
             kind = _TYPES.get(phonenumbers.number_type(number), "other")
             if kind not in params.allowed_types:
                 return failed(f"{params.field} is a {kind} number", type=kind)
-        return passed("valid phone number", region=region)
+        return passed("valid phone number")

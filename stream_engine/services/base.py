@@ -22,6 +22,8 @@ class ConfiguredService:
     releases connections when the pipeline stops."""
 
     Params: ClassVar[type[ServiceParams]] = ServiceParams
+    #: False for services that answer without waiting (no I/O, no sleep): no timer needed.
+    may_suspend: bool = True
 
     def __init__(self, name: str, params: Any) -> None:
         self.name = name

@@ -37,10 +37,16 @@ class SimulatedParams(ServiceParams):
         return value
 
 
-def unit_float(*parts: Any) -> float:
-    """A number in [0, 1) that depends only on ``parts`` (stable across runs and machines)."""
-    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=8)
-    return int.from_bytes(digest.digest(), "big") / 2**64
+def _digest(seed: int, key: Any) -> bytes:
+    return hashlib.blake2b(
+        orjson.dumps([seed, key], option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).digest()
+
+
+def _unit(base: bytes, salt: bytes) -> float:
+    """A number in [0, 1) from a request's digest and a field name (stable across runs)."""
+    digest = hashlib.blake2b(salt, digest_size=8, key=base).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 @register_service("SimulatedService")
@@ -53,9 +59,12 @@ class SimulatedService(ConfiguredService):
     def __init__(self, name: str, params: SimulatedParams) -> None:
         super().__init__(name, params)
         self.params: SimulatedParams = params
-        self._fields = [(field, Expression(source)) for field, source in params.fields.items()]
+        self._fields = [
+            (field, Expression(source), field.encode()) for field, source in params.fields.items()
+        ]
         self._rng = random.Random(params.seed)
         self.calls = 0
+        self.may_suspend = params.latency_ms > 0 or params.jitter_ms > 0
 
     def _key(self, request: dict[str, Any]) -> Any:
         if self.params.key_fields:
@@ -71,14 +80,13 @@ class SimulatedService(ConfiguredService):
             await asyncio.sleep(delay / 1000.0)
         if p.fail_rate and self._rng.random() < p.fail_rate:
             raise ServiceError(f"{self.name}: {p.error_message}")
-        key = self._key(request)
+        base = _digest(p.seed, self._key(request))
         response: dict[str, Any] = {}
-        for field, expression in self._fields:
-            rand = unit_float(p.seed, field, key)
+        env: dict[str, Any] = {"request": request, "response": response}
+        for field, expression, salt in self._fields:
+            env["rand"] = _unit(base, salt)
             try:
-                response[field] = expression.evaluate(
-                    extra={"request": request, "rand": rand, "response": response}
-                )
+                response[field] = expression.evaluate_env(env)
             except ExpressionError as exc:
                 raise ServiceError(f"{self.name}: field {field}: {exc}") from exc
         return response
