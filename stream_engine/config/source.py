@@ -55,9 +55,12 @@ class _Composer:
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
             self.constructor.flatten_mapping(node)
+            merged = len(node.value) - explicit
             out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
+            explicit_keys: set[str] = set()
+            for position, (key_node, value_node) in enumerate(node.value):
                 key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     self.errors.append(
@@ -66,7 +69,10 @@ class _Composer:
                     continue
                 key = str(key)
                 child = (*path, key)
-                if key in out:
+                if position < merged:  # from a YAML merge key (<<): explicit keys override it
+                    out[key] = self.build(value_node, child)
+                    continue
+                if key in explicit_keys:
                     self.errors.append(
                         ConfigError(
                             format_location(child),
@@ -75,6 +81,7 @@ class _Composer:
                         )
                     )
                     continue
+                explicit_keys.add(key)
                 self.lines[child] = key_node.start_mark.line + 1
                 out[key] = self.build(value_node, child)
             return out

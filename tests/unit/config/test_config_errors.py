@@ -222,3 +222,13 @@ stages:
     assert errors_of(tmp_path, text) == [
         "stages.dq.rules.r1.dependencies[0]: unknown rule 'nope' (line 8)"
     ]
+
+
+def test_yaml_merge_keys_may_be_overridden_but_explicit_duplicates_may_not(tmp_path):
+    from stream_engine.config.source import parse_text
+
+    merged = parse_text("base: &b {a: 1, b: 2}\nchild: {<<: *b, b: 3}\n")
+    assert merged.data["child"] == {"a": 1, "b": 3}
+    text = "base: &b {a: 1}\nchild: {<<: *b, c: 1, c: 2}\n"
+    errors = errors_of(tmp_path, text)
+    assert unlined(errors) == ["child.c: duplicate key (first at line 2, again at line 2)"]
