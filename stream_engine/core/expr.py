@@ -165,5 +165,6 @@ def _cel_message(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
         if "ERROR:" in line:
-            return line.split("ERROR:", 1)[1].strip()
+            message = line.split("ERROR:", 1)[1].strip()
+            return message.split(" expecting {", 1)[0]
     return lines[0] if lines else type(exc).__name__
