@@ -298,4 +298,3 @@ async def test_service_check_lets_service_errors_through_for_the_executor_to_jud
     rule = service_check(simulated(fail_rate=1.0), request_fields=["last_name"])
     with pytest.raises(ServiceError):
         await run(rule, {"last_name": "Lee"})
-
