@@ -17,21 +17,33 @@ SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "v", "phd", "md", "esq"})
 PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "la", "le", "st", "bin"})
 
 
+def _is_suffix(word: str) -> bool:
+    return word.strip(".").lower() in SUFFIXES
+
+
 def split_name(full: str) -> tuple[str, str, str, str]:
     """(first, middle, last, suffix) from "First Middle Last", "Last, First Middle", with
     titles dropped and particles (van, de, ...) kept with the last name."""
     text = " ".join(full.replace(",", " , ").split())
+    suffix = ""
+    last_count = 0
     if " , " in text:
         last_part, _, rest = text.partition(" , ")
-        rest = rest.replace(" , ", " ")
-        words = [*rest.split(), *last_part.split()]
-        last_count = len(last_part.split())
+        given_words = [w for w in rest.split() if w != ","]
+        # "Last, First Jr." / "Last, First, Jr." / "First Last, Jr.": a suffix ends the part
+        # after the comma ("Smith, V" keeps V as the given name).
+        ambiguous = len(given_words) == 1 and len(last_part.split()) == 1
+        if given_words and _is_suffix(given_words[-1]) and not ambiguous:
+            suffix = given_words.pop()
+        if given_words:
+            words = [*given_words, *last_part.split()]
+            last_count = len(last_part.split())
+        else:  # "First Last, Jr.": the comma only sets the suffix off
+            words = last_part.split()
     else:
         words = [w for w in text.split() if w != ","]
-        last_count = 0
     words = [w for w in words if w.strip(".").lower() not in PREFIXES or len(words) == 1]
-    suffix = ""
-    if len(words) > 1 and words[-1].strip(".").lower() in SUFFIXES and not last_count:
+    if len(words) > 1 and _is_suffix(words[-1]) and not last_count and not suffix:
         suffix = words.pop()
     if not words:
         return "", "", "", suffix
