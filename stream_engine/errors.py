@@ -66,3 +66,11 @@ class CircuitOpenError(ServiceError):
 
 class RegistryError(StreamEngineError):
     """A rule or service class was looked up by a name nobody registered."""
+
+
+class InputFileError(StreamEngineError):
+    """A file of records to publish cannot be read (e.g. a CSV that is not UTF-8)."""
+
+
+class BrokerError(StreamEngineError):
+    """The Kafka cluster cannot be reached or refused a request; the message says which."""

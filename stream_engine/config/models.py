@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
 
 from stream_engine.core.outcome import OnError, OnFail
 
 ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
 DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -101,6 +102,52 @@ class InputConfig(_Model):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
+class TopicNamesConfig(_Model):
+    """Topic names that replace the defaults (``<pipeline>.input``, ``<pipeline>.stage.<s>``,
+    ``<pipeline>.decisions`` / ``.rejected`` / ``.review`` / ``.dlq``)."""
+
+    input: str | None = Field(None, pattern=TOPIC_PATTERN)
+    decisions: str | None = Field(None, pattern=TOPIC_PATTERN)
+    rejected: str | None = Field(None, pattern=TOPIC_PATTERN)
+    review: str | None = Field(None, pattern=TOPIC_PATTERN)
+    dlq: str | None = Field(None, pattern=TOPIC_PATTERN)
+    stages: dict[str, str] = Field(default_factory=dict)
+
+
+class TopicsConfig(_Model):
+    """Where the topic settings live (partitions, replication, retention, cleanup policy) and
+    any names that replace the defaults."""
+
+    file: str | None = None
+    names: TopicNamesConfig = Field(default_factory=TopicNamesConfig)
+
+
+class KafkaConfig(_Model):
+    """How to reach the brokers. ``--broker`` / ``STREAM_ENGINE_BROKER`` override the servers;
+    the password usually comes from ``${VAR}``. Secrets never appear in output."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    client_id: str | None = None
+
+
+class RuntimeConfig(_Model):
+    """How stage agents consume and produce."""
+
+    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_wait_ms: int = Field(50, ge=1, le=60_000)
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    session_timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0)
+    group_prefix: str | None = None
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+
+
 class PipelineConfig(_Model):
     """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
 
@@ -116,3 +163,6 @@ class PipelineConfig(_Model):
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     stages: dict[str, StageConfig] = Field(min_length=1)
     samples: str | None = None
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

@@ -73,6 +73,8 @@ class RecordState:
     audit: list[AuditEntry] = field(default_factory=list)
     tenant: str | None = None
     received_at: float = field(default_factory=time.time)
+    #: What the runtime carries along unchanged (the input's source, a trace id...).
+    extras: dict[str, Any] = field(default_factory=dict)
     #: Work rules may share within this process (a parsed phone number...); never serialised.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 

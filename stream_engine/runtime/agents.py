@@ -1,0 +1,246 @@
+"""Stage agents on faust: one faust App per stage, so each stage has its own consumer group
+(``<prefix>.<stage>``) and can be scaled out over processes that split its partitions.
+
+Each agent takes a batch of events, runs the stage, produces every result, and waits for the
+broker to acknowledge all of them (acks=all) before it asks for the next batch - which is
+when faust acks the batch's events and may commit their offsets. A crash anywhere before that
+point leaves the offsets uncommitted: the batch is consumed again (at-least-once; duplicates
+carry the same record id)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.types import EventT, StreamT
+
+from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.core.plan import StagePlan
+from stream_engine.errors import ConfigError
+from stream_engine.runtime.codec import Incoming
+from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.names import TopicNames
+from stream_engine.runtime.processor import BatchReport, StageProcessor
+from stream_engine.runtime.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
+
+BatchHook = Callable[[str, BatchReport, float], None]
+
+
+def worker_name() -> str:
+    """``host:pid``, recorded in every audit entry this process writes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _incoming(event: EventT[Any]) -> Incoming:
+    message = event.message
+    headers = message.headers
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    return Incoming(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int((message.timestamp or 0) * 1000),
+        key=message.key,
+        value=message.value,
+        headers=[(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in pairs],
+    )
+
+
+@dataclass
+class StageAgent:
+    """One stage: its faust App, its processor, and the bookkeeping for a clean stop."""
+
+    stage: StagePlan
+    app: faust.App
+    processor: StageProcessor
+    batch_size: int
+    batch_wait_s: float
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    busy: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    hooks: list[BatchHook] = field(default_factory=list)
+    processed: int = 0
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+        topic = self.app.topic(
+            self.processor.topics.stage_inputs[self.stage.name],
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.app.agent(topic, name=f"stage.{self.stage.name}")(self._consume)
+
+    async def _consume(self, stream: StreamT[bytes]) -> None:
+        batches = cast(faust.Stream[bytes], stream).take_events(self.batch_size, self.batch_wait_s)
+        async for events in batches:
+            if self.stopping.is_set():
+                # Stopping: leave this batch for the next worker (it will not be committed).
+                _hold_back(events)
+                continue
+            self.busy += 1
+            self.idle.clear()
+            work = asyncio.ensure_future(self._batch(events))
+            try:
+                # Shielded: a stop in the middle lets the batch finish and be acknowledged.
+                await asyncio.shield(work)
+            except BaseException:
+                if not work.done() or work.cancelled() or work.exception() is not None:
+                    _hold_back(events)
+                raise
+            finally:
+                self.busy -= 1
+                if not self.busy:
+                    self.idle.set()
+
+    async def _batch(self, events: Sequence[EventT[Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        report = await self.processor.process([_incoming(e) for e in events])
+        await self._produce(report)
+        self.processed += len(events)
+        elapsed = loop.time() - started
+        for hook in self.hooks:
+            hook(self.stage.name, report, elapsed)
+
+    async def _produce(self, report: BatchReport) -> None:
+        """Send every result and wait for the broker to acknowledge all of them; while the
+        broker is unreachable, keep trying (the batch is not committed until this returns)."""
+        producer = self.app.producer
+        delay = 0.5
+        while True:
+            try:
+                futures: list[Awaitable[Any]] = [
+                    await producer.send(
+                        out.topic, out.key, out.value, None, None, out.headers or None
+                    )
+                    for out in report.outgoing
+                ]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning(
+                    "stage %s: producing failed (%s), retrying in %.1fs",
+                    self.stage.name,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def _hold_back(events: Sequence[EventT[Any]]) -> None:
+    """Keep these events from ever being committed by this worker: they are marked as
+    already acknowledged, so faust's acks skip them and their offsets stay uncommitted (a gap
+    faust's commit never passes). The next worker to own the partition consumes them again."""
+    for event in events:
+        event.message.acked = True
+
+
+def build_stage_app(
+    pipeline: CompiledPipeline,
+    stage: StagePlan,
+    topics: TopicNames,
+    kafka: KafkaSettings,
+    worker: str,
+) -> StageAgent:
+    """A faust App consuming one stage's topic in the stage's consumer group."""
+    conf = pipeline.config.runtime
+    prefix = conf.group_prefix or pipeline.plan.name
+    settings: dict[str, Any] = {
+        "broker": [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        "broker_client_id": f"{kafka.client_id}.{stage.name}",
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "producer_acks": -1,
+        "broker_session_timeout": conf.session_timeout_s,
+        "broker_heartbeat_interval": conf.heartbeat_interval_s,
+        "broker_commit_interval": conf.commit_interval_s,
+        "broker_rebalance_timeout": max(conf.session_timeout_s * 2, 10.0),
+        "broker_max_poll_records": conf.batch_size,
+        "consumer_auto_offset_reset": "earliest",
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "web_enabled": False,
+        "store": "memory://",
+        "autodiscover": False,
+        "stream_wait_empty": False,
+        "producer_max_request_size": max(conf.max_message_bytes * 2, 1_048_576),
+        "consumer_max_fetch_size": max(conf.max_message_bytes * 4, 4_194_304),
+    }
+    context = kafka.ssl_context()
+    if kafka.security_protocol.startswith("SASL"):
+        settings["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username or "",
+            password=kafka.sasl_password or "",
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    elif context is not None:
+        settings["broker_credentials"] = faust.SSLCredentials(context)
+    app = faust.App(f"{prefix}.{stage.name}", **settings)
+    processor = StageProcessor(pipeline, stage, topics, worker)
+    return StageAgent(stage, app, processor, conf.batch_size, conf.batch_wait_ms / 1000.0)
+
+
+class StageWorker:
+    """Runs some (default: all) enabled stages of a pipeline in this process."""
+
+    def __init__(
+        self,
+        pipeline: CompiledPipeline,
+        kafka: KafkaSettings,
+        stages: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.kafka = kafka
+        self.topics = pipeline_topics(pipeline)
+        self.worker = worker or worker_name()
+        active = {s.name: s for s in pipeline.plan.active_stages}
+        chosen = list(stages) if stages else list(active)
+        unknown = [name for name in chosen if name not in active]
+        if unknown:
+            raise ConfigError(
+                "--stage",
+                f"not an enabled stage: {', '.join(unknown)} (enabled: {', '.join(active)})",
+            )
+        self.agents = [
+            build_stage_app(pipeline, active[name], self.topics, kafka, self.worker)
+            for name in chosen
+        ]
+
+    async def start(self) -> None:
+        """Start every stage's app; they join their consumer groups side by side."""
+        await asyncio.gather(*(agent.app.start() for agent in self.agents))
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Finish the in-flight batches, flush, commit, stop."""
+        limit = timeout_s or self.pipeline.config.runtime.shutdown_timeout_s
+        for agent in self.agents:
+            agent.stopping.set()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(agent.idle.wait() for agent in self.agents)), limit
+            )
+        except TimeoutError:
+            log.warning("stopping with batches still in flight; they will be consumed again")
+        await asyncio.gather(*(agent.app.stop() for agent in self.agents))
+        await self.pipeline.close()
+
+    @property
+    def processed(self) -> int:
+        """Messages consumed and fully handled since start."""
+        return sum(agent.processed for agent in self.agents)

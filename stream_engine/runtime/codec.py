@@ -1,0 +1,257 @@
+"""Bytes on topics ↔ records in flight: plain JSON input, the envelope between stages, the
+decision on the output topics, and the headers that explain a dead letter. orjson, once per
+hop; no pydantic on the hot path (``contracts.py`` holds the reference models)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from stream_engine.core.decision import Decision
+from stream_engine.core.outcome import DeadLetterReason, Route
+from stream_engine.core.plan import PipelinePlan
+from stream_engine.core.result import RuleResult
+from stream_engine.core.state import AuditEntry, DeadLetter, RecordState, iso_time
+from stream_engine.errors import ConfigError
+
+Headers = list[tuple[str, bytes]]
+
+#: Headers of a dead letter (its value is the original bytes, untouched).
+DLQ_PREFIX = "dlq."
+TRACE_HEADER = "traceparent"
+ATTEMPT_HEADER = "dlq.attempt"
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A consumed Kafka message, independent of the client library that read it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of a header, or None."""
+        for key, value in reversed(self.headers):
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """An incoming message that could not become a record: it goes to the dead-letter topic."""
+
+    letter: DeadLetter
+    record_id: str | None = None
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class Codec:
+    """Decodes and encodes one pipeline's messages."""
+
+    def __init__(
+        self,
+        plan: PipelinePlan,
+        max_message_bytes: int = 1_048_576,
+        input_schema: dict[str, Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.max_message_bytes = max_message_bytes
+        self._schema: Draft202012Validator | None = None
+        if input_schema is not None:
+            try:
+                Draft202012Validator.check_schema(input_schema)
+            except SchemaError as exc:
+                raise ConfigError(
+                    "input.schema", f"not a valid JSON Schema: {exc.message}"
+                ) from None
+            self._schema = Draft202012Validator(input_schema)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode(self, message: Incoming, stage: str, first: bool) -> RecordState | Rejected:
+        """The record a stage consumed, or why it cannot be one."""
+        value = message.value
+        if value is None or not value:
+            return self._rejected(DeadLetterReason.DECODE_ERROR, stage, "empty message", message)
+        if len(value) > self.max_message_bytes:
+            return self._rejected(
+                DeadLetterReason.TOO_LARGE,
+                stage,
+                f"message of {len(value)} bytes is over the limit of {self.max_message_bytes}",
+                message,
+            )
+        try:
+            payload = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return self._rejected(
+                DeadLetterReason.DECODE_ERROR, stage, f"not valid JSON: {exc}", message
+            )
+        if not isinstance(payload, dict):
+            return self._rejected(
+                DeadLetterReason.DECODE_ERROR,
+                stage,
+                f"not a JSON object but {type(payload).__name__}",
+                message,
+            )
+        if first:
+            return self._input(payload, message, stage)
+        try:
+            return self.read_envelope(payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._rejected(
+                DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc!r}", message
+            )
+
+    def _input(self, data: dict[str, Any], message: Incoming, stage: str) -> RecordState | Rejected:
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        state = RecordState.from_input(
+            data,
+            self.plan.key_field,
+            self.plan.tenant_field,
+            key=key,
+            received_at=message.timestamp_ms / 1000.0 if message.timestamp_ms > 0 else time.time(),
+        )
+        if self._schema is not None:
+            error = next(iter(self._schema.iter_errors(data)), None)
+            if error is not None:
+                where = ".".join(str(p) for p in error.absolute_path) or "(record)"
+                text = f"{where}: fails '{error.validator}' {_brief(error.validator_value)}"
+                return Rejected(
+                    DeadLetter(
+                        DeadLetterReason.SCHEMA_INVALID, stage, text, error_class="ValidationError"
+                    ),
+                    state.record_id,
+                )
+        state.extras["source"] = {
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "timestamp": message.timestamp_ms,
+        }
+        trace = message.header(TRACE_HEADER)
+        if trace:
+            state.extras["trace"] = trace.decode("ascii", "replace")
+        attempt = message.header(ATTEMPT_HEADER)
+        if attempt and attempt.isdigit():
+            state.extras["attempt"] = int(attempt)
+        return state
+
+    def read_envelope(self, envelope: dict[str, Any]) -> RecordState:
+        """A record as an earlier stage left it."""
+        cost = envelope.get("cost") or {}
+        source = envelope.get("source")
+        state = RecordState(
+            record_id=str(envelope["record_id"]),
+            data=envelope["data"],
+            results={k: RuleResult.from_dict(v) for k, v in envelope["results"].items()},
+            cost_total=float(cost.get("total", 0.0)),
+            cost_by_rule={k: float(v) for k, v in (cost.get("by_rule") or {}).items()},
+            audit=[
+                AuditEntry(
+                    a["stage"],
+                    _epoch(a["started_at"]),
+                    float(a["duration_ms"]),
+                    Route(a["route"]),
+                    a["worker"],
+                )
+                for a in envelope.get("audit", [])
+            ],
+            tenant=envelope.get("tenant"),
+            received_at=(source["timestamp"] / 1000.0) if source else time.time(),
+        )
+        if not isinstance(state.data, dict):
+            raise TypeError("data must be an object")
+        if source:
+            state.extras["source"] = source
+        if envelope.get("trace"):
+            state.extras["trace"] = envelope["trace"]
+        if envelope.get("attempt"):
+            state.extras["attempt"] = int(envelope["attempt"])
+        return state
+
+    def _rejected(
+        self, reason: DeadLetterReason, stage: str, text: str, message: Incoming
+    ) -> Rejected:
+        record_id = message.key.decode("utf-8", "replace") if message.key else None
+        return Rejected(DeadLetter(reason, stage, text, error_class=reason.value), record_id)
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def envelope(self, state: RecordState) -> bytes:
+        """The envelope for the next stage's topic."""
+        plan = self.plan
+        cost: dict[str, Any] = {"total": round(state.cost_total, 6), "by_rule": state.cost_by_rule}
+        if plan.budget is not None:
+            cost["budget"] = plan.budget
+        body: dict[str, Any] = {
+            "record_id": state.record_id,
+            "pipeline": plan.name,
+            "config_version": plan.version,
+            "config_hash": plan.config_hash,
+            "data": state.data,
+            "results": {rule: r.to_dict() for rule, r in state.results.items()},
+            "audit": [entry.to_dict() for entry in state.audit],
+            "cost": cost,
+            "source": state.extras.get("source"),
+            "tenant": state.tenant,
+            "trace": state.extras.get("trace"),
+        }
+        if state.extras.get("attempt"):
+            body["attempt"] = state.extras["attempt"]
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+    def decision(self, decision: Decision, data: dict[str, Any] | None = None) -> bytes:
+        """A decision for the decisions, rejected or review topic."""
+        body = decision.to_dict(data)
+        extras = decision.state.extras
+        if extras.get("source"):
+            body["source"] = extras["source"]
+        if extras.get("trace"):
+            body["trace"] = extras["trace"]
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+    def dead_letter_headers(
+        self, letter: DeadLetter, message: Incoming, record_id: str | None, attempt: int
+    ) -> Headers:
+        """Headers that explain a dead letter (Kafka Connect / Spring Kafka style)."""
+        fields = {
+            "original.topic": message.topic,
+            "original.partition": str(message.partition),
+            "original.offset": str(message.offset),
+            "original.timestamp": str(message.timestamp_ms),
+            "stage": letter.stage,
+            "rule": letter.rule,
+            "reason": letter.reason.value,
+            "exception.class": letter.error_class,
+            "exception.message": letter.message[:1000],
+            "attempt": str(attempt),
+            "record_id": record_id or "",
+            "pipeline": self.plan.name,
+            "config_hash": self.plan.config_hash,
+            "failed_at": iso_time(time.time()),
+        }
+        headers = [(DLQ_PREFIX + name, value.encode()) for name, value in fields.items()]
+        trace = message.header(TRACE_HEADER)
+        if trace:
+            headers.append((TRACE_HEADER, trace))
+        return headers
+
+
+def _brief(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,138 @@
+"""The wire contracts (ARCHITECTURE.md) as pydantic models: the envelope every inter-stage
+topic carries and the decision on the output topics. The hot path encodes plain dicts with
+orjson; these models are the reference, the source of the JSON Schemas in ``topics/schemas/``,
+and what the contract tests validate the codec's output against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["PASS", "FAIL", "SKIP", "ERROR"]
+RouteName = Literal["forward", "reject", "review", "complete", "dead_letter"]
+StatusName = Literal["approved", "rejected", "review", "completed", "dead_letter"]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleResultModel(_Contract):
+    """One rule evaluation."""
+
+    stage: str
+    outcome: Outcome
+    message: str
+    details: dict[str, Any]
+    duration_ms: float = Field(ge=0)
+    attempts: int = Field(ge=0)
+    cost: float = Field(ge=0)
+    error: str | None = Field(None, description="error kind, for ERROR outcomes")
+    action: RouteName | None = Field(None, description="a route the rule asked for")
+
+
+class AuditModel(_Contract):
+    """One stage's visit."""
+
+    stage: str
+    started_at: str = Field(description="ISO-8601 UTC")
+    duration_ms: float = Field(ge=0)
+    route: RouteName
+    worker: str
+
+
+class CostModel(_Contract):
+    """Cost spent on the record, in total and by rule."""
+
+    total: float = Field(ge=0)
+    by_rule: dict[str, float]
+    budget: float | None = None
+
+
+class SourceModel(_Contract):
+    """Where the record entered the pipeline."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = Field(description="milliseconds since the epoch")
+
+
+class EnvelopeModel(_Contract):
+    """What every inter-stage topic carries: the record so far and every result."""
+
+    record_id: str
+    pipeline: str
+    config_version: str
+    config_hash: str
+    data: dict[str, Any]
+    results: dict[str, RuleResultModel]
+    audit: list[AuditModel]
+    cost: CostModel
+    source: SourceModel | None = None
+    tenant: str | None = None
+    trace: str | None = Field(None, description="W3C traceparent from the input headers")
+
+
+class DeadLetterModel(_Contract):
+    """Why a record was dead-lettered (in offline answers; on Kafka, in headers)."""
+
+    reason: str
+    stage: str
+    rule: str
+    error_class: str
+    message: str
+    attempts: int
+
+
+class DecisionModel(_Contract):
+    """The final word on a record, on the decisions, rejected and review topics."""
+
+    record_id: str
+    status: StatusName
+    decided_at: str
+    decided_by_stage: str
+    reasons: list[str]
+    failed_rules: dict[str, list[str]]
+    results: dict[str, RuleResultModel]
+    data: dict[str, Any]
+    audit: list[AuditModel]
+    cost: CostModel
+    latency_ms: float = Field(ge=0)
+    pipeline: str
+    config_version: str
+    config_hash: str
+    tenant: str | None = None
+    source: SourceModel | None = None
+    trace: str | None = None
+    dead_letter: DeadLetterModel | None = None
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"envelope": EnvelopeModel, "decision": DecisionModel}
+
+
+def schema_text(name: str) -> str:
+    """The JSON Schema of a contract, as committed under ``topics/schemas/``."""
+    schema = SCHEMAS[name].model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://stream-engine.dev/schemas/{name}.schema.json"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    """Regenerate every schema file; returns the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMAS:
+        path = directory / f"{name}.schema.json"
+        path.write_text(schema_text(name))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_schemas(Path(__file__).resolve().parents[2] / "topics" / "schemas"):
+        print(path)

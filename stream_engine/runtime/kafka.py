@@ -1,0 +1,102 @@
+"""Connection settings for every Kafka client stream_engine makes (aiokafka and faust), from
+the config's ``kafka:`` section, overridden by ``--broker`` and ``STREAM_ENGINE_*`` variables.
+The password is kept out of every repr, log line and message."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+
+from stream_engine.config.models import KafkaConfig
+from stream_engine.errors import BrokerError
+
+C = TypeVar("C")
+
+ENV_PREFIX = "STREAM_ENGINE_"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the brokers are and how to authenticate."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    client_id: str = "stream-engine"
+
+    @classmethod
+    def resolve(
+        cls,
+        config: KafkaConfig | None = None,
+        broker: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> KafkaSettings:
+        """Config, then ``STREAM_ENGINE_BROKER`` (and friends), then ``--broker``."""
+        env = os.environ if environ is None else environ
+        config = config or KafkaConfig()
+        password = config.sasl_password.get_secret_value() if config.sasl_password else None
+
+        def pick(name: str, value: str | None) -> str | None:
+            return env.get(ENV_PREFIX + name) or value
+
+        return cls(
+            bootstrap_servers=broker or pick("BROKER", config.bootstrap_servers) or "",
+            security_protocol=pick("SECURITY_PROTOCOL", config.security_protocol) or "PLAINTEXT",
+            sasl_mechanism=pick("SASL_MECHANISM", config.sasl_mechanism),
+            sasl_username=pick("SASL_USERNAME", config.sasl_username),
+            sasl_password=pick("SASL_PASSWORD", password),
+            ssl_cafile=pick("SSL_CAFILE", config.ssl_cafile),
+            client_id=config.client_id or "stream-engine",
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS context for SSL and SASL_SSL, trusting ``ssl_cafile`` when given."""
+        if "SSL" not in self.security_protocol:
+            return None
+        return ssl.create_default_context(cafile=self.ssl_cafile)
+
+    def aiokafka(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        return kwargs
+
+    def describe(self) -> str:
+        """A one-line description that is safe to print (no password)."""
+        text = f"{self.bootstrap_servers} ({self.security_protocol}"
+        if self.sasl_mechanism or self.security_protocol.startswith("SASL"):
+            text += f", {self.sasl_mechanism or 'PLAIN'} as {self.sasl_username or '?'}"
+        return text + ")"
+
+
+@contextlib.asynccontextmanager
+async def connected(client: C, kafka: KafkaSettings) -> AsyncIterator[C]:
+    """Start an aiokafka client, always close it, and report Kafka failures as one
+    ``BrokerError`` naming the cluster (never the password)."""
+    try:
+        await client.start()  # type: ignore[attr-defined]
+        yield client
+    except KafkaError as exc:
+        raise BrokerError(f"broker {kafka.describe()}: {exc}") from None
+    finally:
+        close = getattr(client, "stop", None) or client.close  # type: ignore[attr-defined]
+        await close()

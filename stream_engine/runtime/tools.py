@@ -1,0 +1,147 @@
+"""Client-side tools: publish JSON lines or CSV to the input topic, tail an output topic."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from stream_engine.errors import InputFileError
+from stream_engine.runtime.codec import DLQ_PREFIX
+from stream_engine.runtime.kafka import KafkaSettings, connected
+
+
+def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
+    """Raw message values: each JSON line byte for byte (even if it is not valid JSON or
+    UTF-8 - the pipeline dead-letters it), or each CSV row (UTF-8) as a JSON object."""
+    if fmt == "auto":
+        name = getattr(stream, "name", "")
+        fmt = "csv" if str(name).endswith(".csv") else "jsonl"
+    if fmt == "csv":
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+        rows = 0
+        try:
+            for row in csv.DictReader(text):
+                rows += 1
+                yield orjson.dumps({k: v for k, v in row.items() if k is not None})
+        except (UnicodeDecodeError, csv.Error) as exc:
+            where = getattr(stream, "name", "<stdin>")
+            raise InputFileError(f"{where}: after CSV row {rows}: {exc}") from None
+        return
+    for line in stream:
+        if line.strip():
+            yield line.rstrip(b"\r\n")
+
+
+def record_key(value: bytes, key_field: str | None) -> bytes | None:
+    """The Kafka key for a record: its id field when it is a JSON object that has one."""
+    if key_field is None:
+        return None
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(payload, dict) and payload.get(key_field) not in (None, ""):
+        return str(payload[key_field]).encode()
+    return None
+
+
+async def publish(
+    values: Iterable[bytes],
+    topic: str,
+    kafka: KafkaSettings,
+    key_field: str | None = None,
+    rate: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Produce every value (acks=all) and wait for the broker; returns how many were sent."""
+    producer = AIOKafkaProducer(
+        **kafka.aiokafka(), acks="all", enable_idempotence=False, linger_ms=5
+    )
+    sent = 0
+    async with connected(producer, kafka):
+        pending = []
+        started = time.monotonic()
+        for value in values:
+            pending.append(
+                await producer.send(topic, value=value, key=record_key(value, key_field))
+            )
+            sent += 1
+            if progress is not None:
+                progress(1)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if len(pending) >= 1000:
+                await _settle(pending)
+        await _settle(pending)
+    return sent
+
+
+async def _settle(pending: list[Any]) -> None:
+    await asyncio.gather(*pending)
+    pending.clear()
+
+
+def as_json(message: Any) -> dict[str, Any]:
+    """A consumed message as one JSON object: decisions as they are; dead letters with their
+    headers and the original value (as text when it is text)."""
+    headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
+    if any(k.startswith(DLQ_PREFIX) for k in headers):
+        try:
+            value: Any = orjson.loads(message.value)
+        except orjson.JSONDecodeError:
+            value = message.value.decode("utf-8", "replace") if message.value else None
+        return {
+            "key": message.key.decode("utf-8", "replace") if message.key else None,
+            "headers": headers,
+            "value": value,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+        }
+    try:
+        decoded: dict[str, Any] = orjson.loads(message.value)
+    except orjson.JSONDecodeError:
+        return {"value": message.value.decode("utf-8", "replace"), "topic": message.topic}
+    return decoded
+
+
+async def tail(
+    topics: list[str],
+    kafka: KafkaSettings,
+    from_beginning: bool = False,
+    count: int | None = None,
+    idle_timeout_s: float | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Messages of ``topics`` as JSON objects, without joining a consumer group."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **kafka.aiokafka(),
+        group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    seen = 0
+    last = time.monotonic()
+    async with connected(consumer, kafka):
+        while count is None or seen < count:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                    return
+                continue
+            last = time.monotonic()
+            for messages in batch.values():
+                for message in messages:
+                    yield as_json(message)
+                    seen += 1
+                    if count is not None and seen >= count:
+                        return

@@ -1,0 +1,156 @@
+"""Topic settings (partitions, replication, retention, cleanup policy) declared in files under
+``topics/``, and creating or listing a pipeline's topics with aiokafka's admin client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.source import format_location, read_source
+from stream_engine.errors import ConfigError, ConfigErrors
+from stream_engine.runtime.kafka import KafkaSettings, connected
+from stream_engine.runtime.names import TopicNames, topic_names
+
+DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "topics" / "defaults.yaml"
+KINDS = ("input", "stage", "decisions", "rejected", "review", "dlq")
+TOPIC_EXISTS = 36
+
+
+class TopicSettings(BaseModel):
+    """Settings of one kind of topic; unset values fall back to ``defaults``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partitions: int | None = Field(None, ge=1, le=10_000)
+    replication_factor: int | None = Field(None, ge=1, le=10)
+    retention_ms: int | None = Field(None, ge=-1)
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] | None = None
+
+
+class TopicsFile(BaseModel):
+    """A file under ``topics/``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defaults: TopicSettings = Field(default_factory=TopicSettings)
+    kinds: dict[
+        Literal["input", "stage", "decisions", "rejected", "review", "dlq"], TopicSettings
+    ] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic to create."""
+
+    name: str
+    kind: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+def settings_file(pipeline: CompiledPipeline) -> Path:
+    """The topics file a pipeline names (relative to the pipeline file), else the defaults."""
+    name = pipeline.config.topics.file
+    if name is None:
+        return DEFAULTS_FILE
+    base = pipeline.effective.path.parent if pipeline.effective.path else Path.cwd()
+    return (base / name).resolve()
+
+
+def load_topics_file(path: Path) -> TopicsFile:
+    """Read and validate a topics file (errors located like config errors)."""
+    source = read_source(path)
+    try:
+        return TopicsFile.model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    f"{path.name}: {format_location(tuple(e['loc']))}",
+                    e["msg"],
+                    source.line_of(tuple(e["loc"])),
+                )
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None
+
+
+def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
+    """Every topic of the pipeline with its settings."""
+    names = pipeline_topics(pipeline)
+    declared = load_topics_file(settings_file(pipeline))
+    specs = []
+    for name, kind in names.kinds():
+        merged: dict[str, Any] = {
+            "partitions": 1,
+            "replication_factor": 1,
+            "retention_ms": None,
+            "cleanup_policy": None,
+        }
+        for layer in (declared.defaults, declared.kinds.get(kind)):  # type: ignore[call-overload]
+            if layer is not None:
+                merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+        config = {}
+        if merged["retention_ms"] is not None:
+            config["retention.ms"] = str(merged["retention_ms"])
+        if merged["cleanup_policy"] is not None:
+            config["cleanup.policy"] = merged["cleanup_policy"]
+        specs.append(
+            TopicSpec(name, kind, merged["partitions"], merged["replication_factor"], config)
+        )
+    return specs
+
+
+def pipeline_topics(pipeline: CompiledPipeline) -> TopicNames:
+    """The pipeline's topic names, with the config's overrides."""
+    return topic_names(pipeline.plan, pipeline.config.topics.names)
+
+
+async def create_topics(
+    specs: list[TopicSpec], kafka: KafkaSettings, timeout_ms: int = 30_000
+) -> dict[str, str]:
+    """Create what is missing: ``{topic: "created" | "exists"}``. Idempotent."""
+    admin = AIOKafkaAdminClient(**kafka.aiokafka(), request_timeout_ms=timeout_ms)
+    async with connected(admin, kafka):
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    topic_configs=s.config,
+                )
+                for s in specs
+            ],
+            timeout_ms=timeout_ms,
+        )
+        outcome: dict[str, str] = {}
+        for error in response.topic_errors:
+            name, code = error[0], error[1]
+            if code == 0:
+                outcome[name] = "created"
+            elif code == TOPIC_EXISTS:
+                outcome[name] = "exists"
+            else:
+                message = error[2] if len(error) > 2 else ""
+                raise ConfigError(
+                    f"topic {name}", f"could not be created (error {code}: {message})"
+                )
+        return outcome
+
+
+async def describe_topics(names: list[str], kafka: KafkaSettings) -> dict[str, int | None]:
+    """Partition count of each topic (None when it does not exist)."""
+    admin = AIOKafkaAdminClient(**kafka.aiokafka())
+    async with connected(admin, kafka):
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        described = await admin.describe_topics(present) if present else []
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        return {name: counts.get(name) for name in names}

@@ -1,0 +1,156 @@
+"""Running stage agents as a process: ``run`` against a cluster, ``dev`` with the embedded
+broker. SIGTERM and SIGINT finish the in-flight batches, flush, commit and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.runtime.agents import StageWorker
+from stream_engine.runtime.broker import EmbeddedBroker
+from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.names import TopicNames
+from stream_engine.runtime.processor import BatchReport
+from stream_engine.runtime.tools import publish, read_records, tail
+from stream_engine.runtime.topics import create_topics, pipeline_topics, topic_specs
+
+log = logging.getLogger("stream_engine")
+
+
+def quiet_libraries() -> None:
+    """faust and aiokafka log a lot at INFO; keep their warnings, drop the chatter."""
+    for name in ("faust", "aiokafka", "mode", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def serve(
+    pipeline: CompiledPipeline,
+    kafka: KafkaSettings,
+    stages: Sequence[str] | None = None,
+    on_ready: Callable[[StageWorker], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> StageWorker:
+    """Run the stage agents until ``stop`` is set or a SIGTERM/SIGINT arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    worker = StageWorker(pipeline, kafka, stages)
+    await worker.start()
+    if on_ready is not None:
+        on_ready(worker)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: finishing in-flight batches")
+        await worker.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return worker
+
+
+class Summary:
+    """Running totals for the dev demo: decisions by status, failing rules, dead letters."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter[str] = Counter()
+        self.failing: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.published = 0
+
+    def add_report(self, stage: str, report: BatchReport, elapsed: float) -> None:
+        """Count one batch of one stage."""
+        for decision in report.decisions:
+            self.statuses[decision.status.value] += 1
+            for rules in decision.failed_rules.values():
+                self.failing.update(rules)
+        for letter in report.dead_letters:
+            self.statuses["dead_letter"] += 1
+            self.dead_letters[letter.reason.value] += 1
+
+
+async def run_demo(
+    pipeline: CompiledPipeline,
+    kafka: KafkaSettings,
+    topics: TopicNames,
+    rate: float,
+    summary: Summary,
+    stop: asyncio.Event,
+) -> None:
+    """Publish the config's sample records, round after round, at a steady rate."""
+    samples = pipeline.config.samples
+    if samples is None or pipeline.effective.path is None:
+        log.warning("the config names no samples: nothing to publish")
+        return
+    path = (pipeline.effective.path.parent / samples).resolve()
+    with path.open("rb") as handle:
+        values = list(read_records(handle, "jsonl"))
+
+    def count(n: int) -> None:
+        summary.published += n
+
+    chunk = max(int(rate), 1)
+    for start in itertools.count(0, chunk):
+        if stop.is_set():
+            return
+        batch = [values[i % len(values)] for i in range(start, start + chunk)]
+        await publish(batch, topics.input, kafka, pipeline.plan.key_field, rate, count)
+
+
+async def dev(
+    pipeline: CompiledPipeline,
+    port: int,
+    announce: Callable[[str], None],
+    demo_rate: float | None = None,
+    on_summary: Callable[[Summary], None] | None = None,
+    log_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Embedded broker, topics, every stage; optionally the demo publisher."""
+    stop = stop or asyncio.Event()
+    with EmbeddedBroker(port, log_file) as broker:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+        await create_topics(topic_specs(pipeline), kafka)
+        summary = Summary()
+        tasks: list[asyncio.Task[None]] = []
+
+        def ready(worker: StageWorker) -> None:
+            for agent in worker.agents:
+                agent.hooks.append(summary.add_report)
+            announce(broker.bootstrap)
+            if demo_rate:
+                topics = pipeline_topics(pipeline)
+                tasks.append(
+                    asyncio.ensure_future(
+                        run_demo(pipeline, kafka, topics, demo_rate, summary, stop)
+                    )
+                )
+            if on_summary is not None:
+                tasks.append(asyncio.ensure_future(_report(summary, on_summary, stop)))
+
+        try:
+            await serve(pipeline, kafka, None, ready, stop)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _report(summary: Summary, show: Callable[[Summary], None], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        show(summary)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    show(summary)
+
+
+__all__ = ["Summary", "dev", "quiet_libraries", "serve", "tail"]
