@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -264,6 +265,282 @@ def test(config: Path, cases_file: Path, environment: str | None, verbose: bool)
     out.print(f"[bold {'red' if failed else 'green'}]{summary}[/]")
     if failed:
         sys.exit(1)
+
+
+BROKER_OPTION = click.option(
+    "--broker",
+    metavar="HOST:PORT",
+    help="Bootstrap servers (comma-separated). Default: $STREAM_ENGINE_BROKER, else the "
+    "config's kafka.bootstrap_servers.",
+)
+
+
+def _kafka(pipeline: CompiledPipeline, broker: str | None) -> Any:
+    from stream_engine.runtime.kafka import KafkaSettings
+
+    return KafkaSettings.resolve(pipeline.config.kafka, broker)
+
+
+def _input_topic(pipeline: CompiledPipeline) -> str:
+    from stream_engine.runtime.topics import pipeline_topics
+
+    return pipeline_topics(pipeline).input
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    from stream_engine.runtime.worker import quiet_libraries
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    quiet_libraries()
+
+
+@main.command()
+@CONFIG_ARG
+@ENV_OPTION
+@BROKER_OPTION
+@click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    metavar="STAGE",
+    help="Run only this stage (repeatable). Processes running the same stage share "
+    "its consumer group and split its partitions.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
+@boundary
+def run(
+    config: Path,
+    environment: str | None,
+    broker: str | None,
+    stages: tuple[str, ...],
+    verbose: bool,
+) -> None:
+    """Run the stage agents against a Kafka cluster: all enabled stages in this worker, or
+    the ones named by --stage. SIGTERM/SIGINT finish the in-flight batch, commit and exit 0."""
+    from stream_engine.runtime.worker import serve
+
+    _setup_logging(verbose)
+    pipeline = _load(config, environment)
+    kafka = _kafka(pipeline, broker)
+
+    def ready(worker: Any) -> None:
+        names = ", ".join(agent.stage.name for agent in worker.agents)
+        err.print(
+            f"running: {pipeline.plan.name} stages {names} on {kafka.describe()}", markup=False
+        )
+
+    asyncio.run(serve(pipeline, kafka, stages or None, ready))
+    err.print("stopped", markup=False)
+
+
+@main.command()
+@CONFIG_ARG
+@ENV_OPTION
+@click.option(
+    "--port",
+    type=int,
+    default=9092,
+    show_default=True,
+    help="Port of the embedded broker on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also publish the config's sample records at a "
+    "steady rate and show a live summary of the decisions.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=50.0,
+    show_default=True,
+    help="Records per second published by --demo.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
+@boundary
+def dev(
+    config: Path, environment: str | None, port: int, demo: bool, rate: float, verbose: bool
+) -> None:
+    """Start a local Kafka-compatible broker (Tansu, in memory; no Docker, no Java), create
+    the topics, and run every stage. Prints 'broker: 127.0.0.1:PORT' when ready; publish with
+    'stream-engine publish' and read with 'stream-engine tail' in another shell."""
+    from stream_engine.runtime.worker import dev as run_dev
+
+    _setup_logging(verbose)
+    pipeline = _load(config, environment)
+
+    def announce(bootstrap: str) -> None:
+        out.print(f"broker: {bootstrap}", markup=False)
+        out.print(f"input topic: {_input_topic(pipeline)} (Ctrl-C to stop)", markup=False)
+
+    show = _live_summary() if demo else None
+    asyncio.run(run_dev(pipeline, port, announce, rate if demo else None, show))
+
+
+def _live_summary() -> Any:
+    statuses = ("approved", "rejected", "review", "completed", "dead_letter")
+
+    def show(summary: Any) -> None:
+        table = Table(title="decisions so far", expand=False)
+        table.add_column("published")
+        for status in statuses:
+            table.add_column(status)
+        table.add_row(str(summary.published), *(str(summary.statuses.get(s, 0)) for s in statuses))
+        failing = ", ".join(f"{rule} {n}" for rule, n in summary.failing.most_common(5)) or "-"
+        letters = ", ".join(f"{r} {n}" for r, n in summary.dead_letters.most_common()) or "-"
+        out.print(table)
+        out.print(f"top failing rules: {failing}", markup=False)
+        out.print(f"dead letters: {letters}", markup=False)
+
+    return show
+
+
+@main.group()
+def topics() -> None:
+    """Create or list a pipeline's topics (settings from the file under topics/)."""
+
+
+@topics.command(name="create")
+@CONFIG_ARG
+@ENV_OPTION
+@BROKER_OPTION
+@boundary
+def topics_create(config: Path, environment: str | None, broker: str | None) -> None:
+    """Create the pipeline's topics that do not exist yet (idempotent)."""
+    from stream_engine.runtime.topics import create_topics, topic_specs
+
+    pipeline = _load(config, environment)
+    specs = topic_specs(pipeline)
+    outcome = asyncio.run(create_topics(specs, _kafka(pipeline, broker)))
+    for spec in specs:
+        settings = "".join(f", {k}={v}" for k, v in spec.config.items())
+        out.print(
+            f"{outcome.get(spec.name, '?'):8} {spec.name} ({spec.partitions} partitions, "
+            f"replication {spec.replication_factor}{settings})",
+            markup=False,
+        )
+
+
+@topics.command(name="list")
+@CONFIG_ARG
+@ENV_OPTION
+@BROKER_OPTION
+@boundary
+def topics_list(config: Path, environment: str | None, broker: str | None) -> None:
+    """Show the pipeline's topics and their partition counts on the broker."""
+    from stream_engine.runtime.topics import describe_topics, topic_specs
+
+    pipeline = _load(config, environment)
+    specs = topic_specs(pipeline)
+    counts = asyncio.run(describe_topics([s.name for s in specs], _kafka(pipeline, broker)))
+    table = Table(title=f"{pipeline.plan.name} topics")
+    for column in ("topic", "kind", "partitions", "declared"):
+        table.add_column(column)
+    for spec in specs:
+        have = counts.get(spec.name)
+        table.add_row(
+            spec.name, spec.kind, "missing" if have is None else str(have), str(spec.partitions)
+        )
+    out.print(table)
+
+
+@main.command()
+@CONFIG_ARG
+@click.argument("file", type=click.File("rb"))
+@ENV_OPTION
+@BROKER_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="Input format (auto: by file extension, else JSON lines).",
+)
+@click.option("--rate", type=float, help="Records per second (default: as fast as possible).")
+@boundary
+def publish(
+    config: Path,
+    file: Any,
+    environment: str | None,
+    broker: str | None,
+    fmt: str,
+    rate: float | None,
+) -> None:
+    """Publish JSON lines or CSV rows ('-' for stdin) to the pipeline's input topic, keyed by
+    the record id field, with a progress bar and a final count."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream_engine.runtime.tools import publish as send
+    from stream_engine.runtime.tools import read_records
+
+    pipeline = _load(config, environment)
+    topic = _input_topic(pipeline)
+    values = list(read_records(file, fmt))
+    with Progress(
+        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("publish", total=len(values))
+        sent = asyncio.run(
+            send(
+                values,
+                topic,
+                _kafka(pipeline, broker),
+                pipeline.plan.key_field,
+                rate,
+                lambda n: progress.advance(task, n),
+            )
+        )
+    err.print(f"published {sent} record(s) to {topic}", markup=False)
+
+
+@main.command()
+@CONFIG_ARG
+@click.argument("which", type=click.Choice(["decisions", "rejected", "review", "dlq", "all"]))
+@ENV_OPTION
+@BROKER_OPTION
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest message.")
+@click.option("--count", type=int, help="Stop after N messages.")
+@click.option(
+    "--timeout", "idle_timeout", type=float, help="Stop after this many seconds without a message."
+)
+@boundary
+def tail(
+    config: Path,
+    which: str,
+    environment: str | None,
+    broker: str | None,
+    from_beginning: bool,
+    count: int | None,
+    idle_timeout: float | None,
+) -> None:
+    """Print an output topic, one JSON object per line (dead letters with their headers)."""
+    from stream_engine.runtime.tools import tail as follow
+    from stream_engine.runtime.topics import pipeline_topics
+
+    pipeline = _load(config, environment)
+    names = pipeline_topics(pipeline)
+    chosen = ["decisions", "rejected", "review", "dlq"] if which == "all" else [which]
+
+    async def go() -> None:
+        async for message in follow(
+            [names.for_output(w) for w in chosen],
+            _kafka(pipeline, broker),
+            from_beginning,
+            count,
+            idle_timeout,
+        ):
+            _write_json(message)
+            sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(go())
 
 
 @main.command()
