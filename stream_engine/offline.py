@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -68,8 +69,11 @@ class OfflineEvaluator:
         self.batch_size = batch_size
 
     def new_state(self, record: dict[str, Any]) -> RecordState:
-        """A fresh record state, its id from the configured key field."""
-        return RecordState.from_input(record, self.plan.key_field, self.plan.tenant_field)
+        """A fresh record state, its id from the configured key field. Rules write into the
+        state's data, so it gets its own copy: the caller's record is never changed."""
+        return RecordState.from_input(
+            copy.deepcopy(record), self.plan.key_field, self.plan.tenant_field
+        )
 
     async def decisions(
         self, items: Iterable[dict[str, Any] | BadLine]

@@ -13,11 +13,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from stream_engine.errors import StreamEngineError
-
-
-class BrokerError(StreamEngineError):
-    """The embedded broker could not be found or started."""
+from stream_engine.errors import BrokerError
 
 
 def free_port() -> int:

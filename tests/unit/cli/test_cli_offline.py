@@ -229,3 +229,17 @@ def test_rules_lists_the_built_in_rule_classes():
     catalogue = lines(run("rules", "--format", "json").stdout)[0]
     assert {"RequiredFields", "ServiceCheck", "WeightedScore", "NormalizePhone"} <= set(catalogue)
     assert "fields" in catalogue["RequiredFields"]["required"]
+
+
+async def test_offline_evaluation_leaves_the_callers_records_unchanged():
+    from stream_engine.offline import OfflineEvaluator
+    from stream_engine.pipeline import load_pipeline
+
+    pipeline = load_pipeline(ROOT / "configs" / "lead_enrichment.yaml")
+    record = {"lead_id": "L-1", "first_name": " Ann ", "last_name": "Lee", "city": "Austin"}
+    original = dict(record)
+
+    decided = [d async for d in OfflineEvaluator(pipeline).decisions([record])]
+
+    assert decided[0]["data"]["first_name"] == "Ann"
+    assert record == original

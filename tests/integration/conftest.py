@@ -1,0 +1,147 @@
+"""Broker fixtures for the integration suite: one embedded Tansu broker per test session, and
+a fresh pipeline per test (its own name, so its own topics and consumer groups)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import WorkerProcess
+
+from stream_engine.client import Client
+from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.pipeline import load_pipeline
+from stream_engine.runtime.agents import StageWorker
+from stream_engine.runtime.broker import EmbeddedBroker
+from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.topics import create_topics, topic_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+
+# Short timeouts so consumer groups form in a few seconds (the embedded broker makes a join
+# wait half the session timeout).
+FAST_RUNTIME = {
+    "session_timeout_s": 3.0,
+    "heartbeat_interval_s": 0.5,
+    "commit_interval_s": 0.2,
+    "batch_wait_ms": 20,
+    "shutdown_timeout_s": 15.0,
+}
+
+_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration needs the broker."""
+    for item in items:
+        if "tests/integration" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address of an embedded broker shared by the session."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(0, log) as running:
+        yield running.bootstrap
+
+
+@pytest.fixture
+def kafka(broker: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=broker)
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_path(d, "services.kyc.params.fail_rate", 1.0)``."""
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+PipelineFactory = Callable[..., CompiledPipeline]
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path, broker: str) -> PipelineFactory:
+    """Writes a copy of an example pipeline under a unique name, with fast runtime settings
+    and the given ``dotted.path=value`` changes, and loads it. Returns the compiled pipeline;
+    its file is ``pipeline.effective.path``."""
+
+    def make(base: str = "customer_onboarding", **changes: Any) -> CompiledPipeline:
+        source = CONFIGS / f"{base}.yaml"
+        data = yaml.safe_load(source.read_text())
+        data["pipeline"] = f"it{next(_counter)}_{uuid.uuid4().hex[:6]}_{base}"
+        data["samples"] = str(CONFIGS / data["samples"])
+        data["topics"]["file"] = str((source.parent / data["topics"]["file"]).resolve())
+        data["kafka"] = {"bootstrap_servers": broker}
+        data.setdefault("runtime", {}).update(FAST_RUNTIME)
+        for dotted, value in changes.items():
+            set_path(data, dotted.replace("__", "."), value)
+        path = tmp_path / f"{data['pipeline']}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return load_pipeline(path)
+
+    return make
+
+
+async def ensure_topics(pipeline: CompiledPipeline, kafka: KafkaSettings) -> None:
+    await create_topics(topic_specs(pipeline), kafka)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., Any]]:
+    """Starts in-process stage workers (topics created first) and stops them at the end."""
+    workers: list[StageWorker] = []
+
+    async def start(
+        pipeline: CompiledPipeline, kafka: KafkaSettings, stages: list[str] | None = None
+    ) -> StageWorker:
+        await ensure_topics(pipeline, kafka)
+        worker = StageWorker(pipeline, kafka, stages)
+        await worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    await asyncio.gather(*(w.stop() for w in workers))
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[[CompiledPipeline], Any]]:
+    """Opens a ``Client`` for a pipeline; closed at the end of the test."""
+    clients: list[Client] = []
+
+    async def open_client(pipeline: CompiledPipeline) -> Client:
+        client = Client(pipeline)
+        await client.__aenter__()
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path, broker: str) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts ``stream-engine run`` subprocesses; any still running at the end are killed."""
+    started: list[WorkerProcess] = []
+
+    def start(config: Path, *extra: str) -> WorkerProcess:
+        proc = WorkerProcess(config, broker, *extra, log=tmp_path / f"worker{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
