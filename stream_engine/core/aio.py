@@ -49,31 +49,57 @@ def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
     return False, _continue(it, pending)
 
 
-async def await_with_timeout(coro: Coroutine[Any, Any, T], limit: float | None) -> T:
-    """``await coro`` under ``limit`` seconds (TimeoutError when exceeded). The timer is armed
-    only if the coroutine suspends; time spent before its first suspension is not counted."""
-    if limit is None:
+async def await_with_timeout(
+    coro: Coroutine[Any, Any, T], limit: float | None, inline: bool = True
+) -> T:
+    """``await coro`` under ``limit`` seconds (None: no limit; TimeoutError when exceeded).
+    With ``inline``
+    the coroutine first runs without a task or timer, and time spent before its first
+    suspension is not counted; only code that binds nothing to the current task (no
+    ``asyncio.timeout`` inside, no timers of an HTTP client) may run inline, because the rest
+    of it continues on another task. The timeout never cancels the caller's task: the rest
+    runs as its own task, and that task is what a timeout cancels."""
+    if limit is None and inline:
         return await coro
-    done, value = start(coro)
-    if done:
-        result: T = value
-        return result
-    async with asyncio.timeout(limit):
-        result = await value
-    return result
+    rest: Coroutine[Any, Any, T] = coro
+    if inline:
+        done, value = start(coro)
+        if done:
+            result: T = value
+            return result
+        rest = value
+    task = asyncio.ensure_future(rest)
+    try:
+        finished, _ = await asyncio.wait((task,), timeout=limit)
+    except BaseException:
+        await _cancel(task)
+        raise
+    if not finished:
+        await _cancel(task)
+        if not task.cancelled() and task.exception() is None:
+            return task.result()  # it finished while being cancelled
+        raise TimeoutError(f"no answer within {limit}s")
+    return task.result()
 
 
-async def gather_eager(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Like ``asyncio.gather``, but each coroutine first runs inline until it suspends; only
-    the ones that do get a task. Results keep the input order; the first error propagates
-    after every task has finished (the rest are cancelled)."""
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has unwound (its own errors are its result)."""
+    task.cancel()
+    await asyncio.wait((task,))
+
+
+async def gather_eager(coros: Sequence[Coroutine[Any, Any, T]], inline: bool = True) -> list[T]:
+    """Like ``asyncio.gather``, but with ``inline`` each coroutine first runs without a task
+    until it suspends; only the ones that do get a task (see ``await_with_timeout`` for what
+    may run inline). Results keep the input order; the first error propagates after every
+    task has finished (the rest are cancelled)."""
     results: list[Any] = [None] * len(coros)
     tasks: list[tuple[int, asyncio.Task[Any]]] = []
     started = 0
     try:
         for position, coro in enumerate(coros):
             started = position + 1
-            done, value = start(coro)
+            done, value = start(coro) if inline else (False, coro)
             if done:
                 results[position] = value
             else:

@@ -36,11 +36,11 @@ _KIND_REASON = {
 }
 
 
-async def _settle(value: Any, limit: float | None) -> Verdict:
+async def _settle(value: Any, limit: float | None, inline: bool) -> Verdict:
     """What a rule returned that is not a Verdict: await it (under the rule's timeout), then
     accept a Verdict or a plain bool."""
     if isinstance(value, Coroutine):
-        value = await await_with_timeout(value, limit)
+        value = await await_with_timeout(value, limit, inline)
     elif isinstance(value, Awaitable):
         async with asyncio.timeout(limit):
             value = await value
@@ -109,7 +109,8 @@ class _StageRun:
             async with limit:
                 self.record(spec, await self.evaluate(spec))
 
-        await gather_eager([one(spec) for spec in level])
+        inline = all(spec.rule.inline_safe or not spec.is_async for spec in level)
+        await gather_eager([one(spec) for spec in level], inline)
         for spec in level:
             self.check_stop(spec, self.state.results[spec.rule_id])
 
@@ -249,7 +250,7 @@ class _StageRun:
             try:
                 value: Any = rule.evaluate(ctx)
                 if type(value) is not Verdict:
-                    value = await _settle(value, spec.timeout_s)
+                    value = await _settle(value, spec.timeout_s, rule.inline_safe)
             except RuleEvaluationError as exc:
                 kind = exc.kind
                 error: Exception = exc
@@ -430,7 +431,8 @@ class Executor:
             async with limit:
                 return await self.run_stage(stage, state)
 
-        return await gather_eager([one(state) for state in states])
+        inline = all(spec.rule.inline_safe or not spec.is_async for spec in stage.rules)
+        return await gather_eager([one(state) for state in states], inline)
 
     def decide(self, state: RecordState, outcome: StageOutcome) -> Decision | None:
         """The decision after a stage, or None when the record moves on to the next stage."""

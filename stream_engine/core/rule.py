@@ -44,6 +44,10 @@ class Rule(ABC, Generic[P]):
     """
 
     service_params: ClassVar[tuple[str, ...]] = ()
+    #: True when an async ``evaluate`` binds nothing to the task it starts on (no
+    #: ``asyncio.timeout`` of its own; I/O goes through ``Service`` objects), so the engine
+    #: may start it without a task and move it to one only if it really waits.
+    inline_safe: ClassVar[bool] = False
 
     def __init__(self, params: P) -> None:
         self.params = params

@@ -62,7 +62,10 @@ class GuardedService:
         self.calls += 1
         try:
             if self._may_suspend:
-                response = await await_with_timeout(self.service.call(request), self.timeout_s)
+                # Not inline: an HTTP client binds its timers to the task the call starts on.
+                response = await await_with_timeout(
+                    self.service.call(request), self.timeout_s, inline=False
+                )
             else:
                 response = await self.service.call(request)
         except TimeoutError as exc:

@@ -56,6 +56,7 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
     sends the record to review, ``complete_when`` ends it early as completed."""
 
     Params = ServiceCheckParams
+    inline_safe = True
     service_params = ("service",)
 
     def __init__(self, params: ServiceCheckParams) -> None:

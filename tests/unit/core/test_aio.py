@@ -101,3 +101,51 @@ async def test_gather_eager_propagates_the_first_error_and_cancels_the_rest():
     with pytest.raises(KeyError):
         await gather_eager([long_one(), failing_after(0.01, KeyError("x"))])
     await asyncio.wait_for(cancelled.wait(), timeout=1.0)
+
+
+async def test_a_timeout_armed_inline_fires_as_timeout_after_the_coroutine_moved_to_a_task():
+    """gather_eager starts each coroutine on the caller's task and moves it to a task of its
+    own when it suspends; a timeout armed before the move must still end in TimeoutError for
+    that coroutine alone, not cancel the caller."""
+
+    async def guarded(delay):
+        try:
+            return await await_with_timeout(sleeping("late", delay), 0.05)
+        except TimeoutError:
+            return "timed out"
+
+    results = await gather_eager([guarded(5.0), guarded(0.0), immediate("now")])
+
+    assert results == ["timed out", "late", "now"]
+
+
+async def test_a_coroutine_that_must_not_run_inline_starts_on_its_own_task():
+    caller = asyncio.current_task()
+
+    async def where():
+        return asyncio.current_task()
+
+    ran_on = await await_with_timeout(where(), None, inline=False)
+    eager = await gather_eager([where(), where()], inline=False)
+
+    assert ran_on is not caller
+    assert all(task is not caller for task in eager)
+
+
+async def test_cancelling_the_caller_cancels_the_timed_task_too():
+    inner_cancelled = asyncio.Event()
+
+    async def slow():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            inner_cancelled.set()
+            raise
+
+    outer = asyncio.ensure_future(await_with_timeout(slow(), 30))
+    await asyncio.sleep(0.01)
+    outer.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert inner_cancelled.is_set()
