@@ -84,11 +84,12 @@ class Codec:
     # -- decoding ---------------------------------------------------------------------------
 
     def decode(self, message: Incoming, stage: str, first: bool) -> RecordState | Rejected:
-        """The record a stage consumed, or why it cannot be one."""
+        """The record a stage consumed, or why it cannot be one. The size limit applies to
+        what users publish (the first stage); envelopes grow with results and are ours."""
         value = message.value
         if value is None or not value:
             return self._rejected(DeadLetterReason.DECODE_ERROR, stage, "empty message", message)
-        if len(value) > self.max_message_bytes:
+        if first and len(value) > self.max_message_bytes:
             return self._rejected(
                 DeadLetterReason.TOO_LARGE,
                 stage,
@@ -112,7 +113,7 @@ class Codec:
             return self._input(payload, message, stage)
         try:
             return self.read_envelope(payload)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             return self._rejected(
                 DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc!r}", message
             )

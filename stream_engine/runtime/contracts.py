@@ -75,6 +75,9 @@ class EnvelopeModel(_Contract):
     source: SourceModel | None = None
     tenant: str | None = None
     trace: str | None = Field(None, description="W3C traceparent from the input headers")
+    attempt: int | None = Field(
+        None, ge=1, description="replay attempt, from the dlq.attempt header of a replayed record"
+    )
 
 
 class DeadLetterModel(_Contract):

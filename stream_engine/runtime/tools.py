@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, BinaryIO
@@ -24,10 +23,9 @@ def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
         name = getattr(stream, "name", "")
         fmt = "csv" if str(name).endswith(".csv") else "jsonl"
     if fmt == "csv":
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
         rows = 0
         try:
-            for row in csv.DictReader(text):
+            for row in csv.DictReader(_text_lines(stream)):
                 rows += 1
                 yield orjson.dumps({k: v for k, v in row.items() if k is not None})
         except (UnicodeDecodeError, csv.Error) as exc:
@@ -37,6 +35,16 @@ def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
     for line in stream:
         if line.strip():
             yield line.rstrip(b"\r\n")
+
+
+def _text_lines(stream: BinaryIO) -> Iterator[str]:
+    """The lines of a UTF-8 stream (split on \\n, \\r\\n and \\r, kept, as ``newline=""`` does),
+    each decoded on its own: a decoding error surfaces at its own row, not a chunk ahead."""
+    encoding = "utf-8-sig"
+    for chunk in stream:
+        for line in chunk.splitlines(keepends=True):
+            yield line.decode(encoding)
+            encoding = "utf-8"
 
 
 def record_key(value: bytes, key_field: str | None) -> bytes | None:

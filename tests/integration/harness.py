@@ -144,3 +144,11 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(timeout=30)
         self.handle.close()
+
+
+async def offline_decisions(pipeline: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Decisions by record id from the in-process engine, for comparison."""
+    from stream_engine.offline import OfflineEvaluator
+
+    evaluator = OfflineEvaluator(pipeline)
+    return {d["record_id"]: d async for d in evaluator.decisions(records)}

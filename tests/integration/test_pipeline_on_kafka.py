@@ -4,11 +4,9 @@ topics, and the same decisions as the in-process engine."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
-from harness import by_id, read_outcomes, samples
+from harness import by_id, offline_decisions, read_outcomes, samples
 
-from stream_engine.offline import OfflineEvaluator
 from stream_engine.runtime.topics import pipeline_topics
 
 KIND_OF_STATUS = {
@@ -18,11 +16,6 @@ KIND_OF_STATUS = {
     "review": "review",
     "dead_letter": "dlq",
 }
-
-
-async def offline_decisions(pipeline: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
-    evaluator = OfflineEvaluator(pipeline)
-    return {d["record_id"]: d async for d in evaluator.decisions(records)}
 
 
 async def test_onboarding_samples_get_the_same_decisions_on_kafka_as_in_process(
