@@ -54,10 +54,14 @@ def outcome_of(kind: str, message: Any) -> Outcome:
 
 
 async def read_outcomes(
-    kafka: KafkaSettings, topics: TopicNames, expected: int, timeout_s: float = 60.0
+    kafka: KafkaSettings,
+    topics: TopicNames,
+    expected: int,
+    timeout_s: float = 60.0,
+    quiet_s: float = 1.0,
 ) -> list[Outcome]:
     """Every message on the four output topics, from the start, until ``expected`` messages
-    arrived and the topics stay quiet for a moment (so extra duplicates are seen too)."""
+    arrived and the topics stayed quiet for ``quiet_s`` (so extra duplicates are seen too)."""
     import asyncio
 
     kinds = {topics.for_output(k): k for k in ("decisions", "rejected", "review", "dlq")}
@@ -78,11 +82,13 @@ async def read_outcomes(
             batch = await consumer.getmany(timeout_ms=300, max_records=2000)
             for messages in batch.values():
                 found.extend(outcome_of(kinds[m.topic], m) for m in messages)
+            if quiet_s == 0 and len(found) >= expected:
+                return found
             if batch:
                 quiet_since = None
             elif len(found) >= expected:
                 quiet_since = quiet_since or loop.time()
-                if loop.time() - quiet_since > 1.0:
+                if loop.time() - quiet_since >= quiet_s:
                     return found
     finally:
         await consumer.stop()
