@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import functools
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -379,26 +380,56 @@ def dev(
         out.print(f"broker: {bootstrap}", markup=False)
         out.print(f"input topic: {_input_topic(pipeline)} (Ctrl-C to stop)", markup=False)
 
-    show = _live_summary() if demo else None
-    asyncio.run(run_dev(pipeline, port, announce, rate if demo else None, show))
+    if not demo:
+        asyncio.run(run_dev(pipeline, port, announce))
+        return
+    with _live_summary() as show:
+        asyncio.run(run_dev(pipeline, port, announce, rate, show))
 
 
-def _live_summary() -> Any:
-    statuses = ("approved", "rejected", "review", "completed", "dead_letter")
+STATUSES = ("approved", "rejected", "review", "completed", "dead_letter")
 
-    def show(summary: Any) -> None:
-        table = Table(title="decisions so far", expand=False)
-        table.add_column("published")
-        for status in statuses:
-            table.add_column(status)
-        table.add_row(str(summary.published), *(str(summary.statuses.get(s, 0)) for s in statuses))
-        failing = ", ".join(f"{rule} {n}" for rule, n in summary.failing.most_common(5)) or "-"
-        letters = ", ".join(f"{r} {n}" for r, n in summary.dead_letters.most_common()) or "-"
-        out.print(table)
-        out.print(f"top failing rules: {failing}", markup=False)
-        out.print(f"dead letters: {letters}", markup=False)
 
-    return show
+def _summary_view(summary: Any) -> Any:
+    """The demo's summary: decisions by status, top failing rules, dead letters by reason."""
+    from rich.console import Group
+
+    table = Table(title="decisions so far", expand=False)
+    table.add_column("published", justify="right")
+    for status in STATUSES:
+        table.add_column(status, justify="right")
+    table.add_row(str(summary.published), *(str(summary.statuses.get(s, 0)) for s in STATUSES))
+    failing = ", ".join(f"{rule} {n}" for rule, n in summary.failing.most_common(5)) or "-"
+    letters = ", ".join(f"{r} {n}" for r, n in summary.dead_letters.most_common()) or "-"
+    return Group(table, f"top failing rules: {failing}", f"dead letters: {letters}")
+
+
+@contextlib.contextmanager
+def _live_summary() -> Iterator[Callable[[Any], None]]:
+    """Updates the summary in place on a terminal; elsewhere (logs, pipes) prints one line
+    every ten seconds and once at the end."""
+    if out.is_terminal:
+        from rich.live import Live
+
+        with Live(console=out, auto_refresh=False) as live:
+            yield lambda summary: live.update(_summary_view(summary), refresh=True)
+        return
+    last: list[Any] = [0.0, None]
+
+    def text(summary: Any) -> str:
+        counts = " ".join(f"{s}={summary.statuses.get(s, 0)}" for s in STATUSES)
+        return f"published={summary.published} {counts}"
+
+    def line(summary: Any) -> None:
+        last[1] = summary
+        now = time.monotonic()
+        if now - last[0] >= 10.0:
+            last[0] = now
+            out.print(text(summary), markup=False)
+
+    yield line
+    if last[1] is not None:
+        out.print(text(last[1]), markup=False)
 
 
 @main.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import signal
@@ -117,6 +118,7 @@ async def dev(
 ) -> None:
     """Embedded broker, topics, every stage; optionally the demo publisher."""
     stop = stop or asyncio.Event()
+    pipeline = for_embedded_broker(pipeline)
     with EmbeddedBroker(port, log_file) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
         await create_topics(topic_specs(pipeline), kafka)
@@ -143,6 +145,22 @@ async def dev(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def for_embedded_broker(pipeline: CompiledPipeline) -> CompiledPipeline:
+    """The embedded broker makes a group join wait half the session timeout: keep it short
+    (at most 3 s) so the stages start consuming within seconds."""
+    runtime = pipeline.config.runtime
+    if runtime.session_timeout_s <= 3.0:
+        return pipeline
+    quick = runtime.model_copy(
+        update={
+            "session_timeout_s": 3.0,
+            "heartbeat_interval_s": min(runtime.heartbeat_interval_s, 0.5),
+        }
+    )
+    config = pipeline.config.model_copy(update={"runtime": quick})
+    return dataclasses.replace(pipeline, config=config)
 
 
 async def _report(summary: Summary, show: Callable[[Summary], None], stop: asyncio.Event) -> None:
