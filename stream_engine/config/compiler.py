@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import random
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -19,12 +20,16 @@ from pydantic import BaseModel, ValidationError
 
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.models import (
+    OUTPUT_KINDS,
+    TOPIC_PATTERN,
     CircuitBreakerConfig,
     PipelineConfig,
     RetryConfig,
     RuleConfig,
     ServiceConfig,
     StageConfig,
+    TopicNamesConfig,
+    TopicUse,
 )
 from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
@@ -183,6 +188,7 @@ class Compiler:
             data.get("services"), execution.default_timeout_s if execution else None
         )
         stages = self._stages(data.get("stages"), top, services)
+        self._topic_names(data.get("stages"), stages)
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -299,6 +305,43 @@ class Compiler:
                 )
             )
         return plans
+
+    def _topic_names(self, raw_stages: Any, plans: list[StagePlan]) -> None:
+        """``topics.names``: every stage it names exists, and no two topics of the pipeline
+        coincide (each enabled stage, decisions, rejected, review and dlq has its own). A
+        shared topic is reported once, at the name configured last. Names that break the
+        topic-name pattern are reported by the top-level parse and left out here."""
+        topics = self.data.get("topics")
+        raw = topics.get("names") if isinstance(topics, dict) else None
+        if not isinstance(raw, dict) or not isinstance(raw_stages, dict):
+            return
+        where: PathKey = ("topics", "names")
+        named = raw.get("stages")
+        for stage in named if isinstance(named, dict) else ():
+            if stage not in raw_stages:
+                close = difflib.get_close_matches(stage, list(raw_stages), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.error((*where, "stages", stage), f"unknown stage '{stage}'{hint}")
+        pipeline = self.data.get("pipeline")
+        if not isinstance(pipeline, str):
+            return
+        compiled = {plan.name: plan.enabled for plan in plans}
+        enabled = [
+            name
+            for name, body in raw_stages.items()
+            if compiled.get(name, not (isinstance(body, dict) and body.get("enabled") is False))
+        ]
+        sharing: dict[str, list[TopicUse]] = {}
+        for use in _valid_topic_names(raw).uses(pipeline, enabled):
+            sharing.setdefault(use.topic, []).append(use)
+        for topic, uses in sharing.items():
+            configured = [use for use in uses if use.key is not None]
+            if len(uses) < 2 or not configured:
+                continue
+            at = configured[-1]
+            assert at.key is not None
+            others = _and([_topic_user(use) for use in uses if use is not at])
+            self.error((*where, *at.key), f"topic '{topic}' is also used by {others}")
 
     def _rule_index(self, stages: dict[str, Any]) -> dict[str, tuple[int, str, bool]]:
         """rule id → (stage position, stage name, enabled); duplicates are errors."""
@@ -467,6 +510,32 @@ class Compiler:
             )
             return ()
         return dependency_levels(specs)
+
+
+def _valid_topic_names(raw: Mapping[str, Any]) -> TopicNamesConfig:
+    """The names of a ``topics.names`` block that are valid topic names (the others are
+    reported where they are written), so one bad name does not hide other problems."""
+
+    def valid(value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(TOPIC_PATTERN, value) is not None
+
+    names = {k: raw[k] for k in ("input", *OUTPUT_KINDS) if valid(raw.get(k))}
+    stages = raw.get("stages")
+    names["stages"] = (
+        {s: t for s, t in stages.items() if valid(t)} if isinstance(stages, dict) else {}
+    )
+    return TopicNamesConfig.model_validate(names)
+
+
+def _topic_user(use: TopicUse) -> str:
+    if use.stage is None:
+        return f"the {use.kind} output"
+    return f"stage '{use.stage}'" + (" (the input)" if use.kind == "input" else "")
+
+
+def _and(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _nearest_line(lines: Mapping[PathKey, int], path: PathKey) -> int | None:

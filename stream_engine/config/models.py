@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
 
@@ -102,16 +103,53 @@ class InputConfig(_Model):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
+TopicName = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
+
+
+class TopicUse(NamedTuple):
+    """One topic of a pipeline: its kind (``input``, ``stage`` or an output kind), the stage
+    that consumes it (None for outputs), its name, and the key under ``topics.names`` that set
+    it (None: the default name)."""
+
+    kind: str
+    stage: str | None
+    topic: str
+    key: tuple[str, ...] | None
+
+
 class TopicNamesConfig(_Model):
     """Topic names that replace the defaults (``<pipeline>.input``, ``<pipeline>.stage.<s>``,
-    ``<pipeline>.decisions`` / ``.rejected`` / ``.review`` / ``.dlq``)."""
+    ``<pipeline>.decisions`` / ``.rejected`` / ``.review`` / ``.dlq``). The compiler checks
+    that ``stages`` names existing stages and that no two of a pipeline's topics coincide."""
 
-    input: str | None = Field(None, pattern=TOPIC_PATTERN)
-    decisions: str | None = Field(None, pattern=TOPIC_PATTERN)
-    rejected: str | None = Field(None, pattern=TOPIC_PATTERN)
-    review: str | None = Field(None, pattern=TOPIC_PATTERN)
-    dlq: str | None = Field(None, pattern=TOPIC_PATTERN)
-    stages: dict[str, str] = Field(default_factory=dict)
+    input: TopicName | None = None
+    decisions: TopicName | None = None
+    rejected: TopicName | None = None
+    review: TopicName | None = None
+    dlq: TopicName | None = None
+    stages: dict[str, TopicName] = Field(default_factory=dict)
+
+    def uses(self, pipeline: str, stages: Sequence[str]) -> list[TopicUse]:
+        """Every topic of ``pipeline`` whose enabled stages are ``stages`` (in order): the
+        first stage consumes ``input`` (default ``<p>.input``), the others ``<p>.stage.<s>``,
+        a ``stages`` entry winning over both; then ``<p>.decisions|rejected|review|dlq``."""
+        out: list[TopicUse] = []
+        for position, stage in enumerate(stages):
+            kind = "input" if position == 0 else "stage"
+            if stage in self.stages:
+                out.append(TopicUse(kind, stage, self.stages[stage], ("stages", stage)))
+            elif position == 0 and self.input:
+                out.append(TopicUse(kind, stage, self.input, ("input",)))
+            else:
+                default = f"{pipeline}.input" if position == 0 else f"{pipeline}.stage.{stage}"
+                out.append(TopicUse(kind, stage, default, None))
+        for kind in OUTPUT_KINDS:
+            name: str | None = getattr(self, kind)
+            out.append(
+                TopicUse(kind, None, name or f"{pipeline}.{kind}", (kind,) if name else None)
+            )
+        return out
 
 
 class TopicsConfig(_Model):

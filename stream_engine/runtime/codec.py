@@ -48,6 +48,10 @@ class Incoming:
         return None
 
 
+class EnvelopeError(ValueError):
+    """An inter-stage message breaks the envelope contract; the message says how."""
+
+
 @dataclass(slots=True)
 class Rejected:
     """An incoming message that could not become a record: it goes to the dead-letter topic."""
@@ -113,6 +117,10 @@ class Codec:
             return self._input(payload, message, stage)
         try:
             return self.read_envelope(payload)
+        except EnvelopeError as exc:
+            return self._rejected(
+                DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc}", message
+            )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             return self._rejected(
                 DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc!r}", message
@@ -153,11 +161,17 @@ class Codec:
         return state
 
     def read_envelope(self, envelope: dict[str, Any]) -> RecordState:
-        """A record as an earlier stage left it."""
+        """A record as an earlier stage left it (``EnvelopeError`` when its record_id is
+        missing or not a string, as the envelope contract requires)."""
+        if "record_id" not in envelope:
+            raise EnvelopeError("record_id is missing")
+        record_id = envelope["record_id"]
+        if not isinstance(record_id, str):
+            raise EnvelopeError(f"record_id must be a string, not {_json_type(record_id)}")
         cost = envelope.get("cost") or {}
         source = envelope.get("source")
         state = RecordState(
-            record_id=str(envelope["record_id"]),
+            record_id=record_id,
             data=envelope["data"],
             results={k: RuleResult.from_dict(v) for k, v in envelope["results"].items()},
             cost_total=float(cost.get("total", 0.0)),
@@ -251,6 +265,19 @@ class Codec:
         if trace:
             headers.append((TRACE_HEADER, trace))
         return headers
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (null, boolean, number, string, array, object)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _brief(value: Any) -> str:

@@ -57,19 +57,19 @@ def topic_names(plan: PipelinePlan, names: TopicNamesConfig | None = None) -> To
     """``<p>.input`` for the first enabled stage, ``<p>.stage.<s>`` for the others,
     ``<p>.decisions|rejected|review|dlq`` - each replaceable by ``topics.names``."""
     names = names or TopicNamesConfig()
-    prefix = plan.name
     inputs: dict[str, str] = {}
-    for position, stage in enumerate(plan.active_stages):
-        default = f"{prefix}.input" if position == 0 else f"{prefix}.stage.{stage.name}"
-        if position == 0 and names.input:
-            default = names.input
-        inputs[stage.name] = names.stages.get(stage.name, default)
+    outputs: dict[str, str] = {}
+    for use in names.uses(plan.name, [stage.name for stage in plan.active_stages]):
+        if use.stage is None:
+            outputs[use.kind] = use.topic
+        else:
+            inputs[use.stage] = use.topic
     return TopicNames(
         stage_inputs=inputs,
-        decisions=names.decisions or f"{prefix}.decisions",
-        rejected=names.rejected or f"{prefix}.rejected",
-        review=names.review or f"{prefix}.review",
-        dlq=names.dlq or f"{prefix}.dlq",
+        decisions=outputs["decisions"],
+        rejected=outputs["rejected"],
+        review=outputs["review"],
+        dlq=outputs["dlq"],
     )
 
 

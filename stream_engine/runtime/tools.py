@@ -18,18 +18,31 @@ from stream_engine.runtime.kafka import KafkaSettings, connected
 
 def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
     """Raw message values: each JSON line byte for byte (even if it is not valid JSON or
-    UTF-8 - the pipeline dead-letters it), or each CSV row (UTF-8) as a JSON object."""
+    UTF-8 - the pipeline dead-letters it), or each CSV row (UTF-8) as a JSON object.
+
+    A CSV row is keyed by the header row; every value is a string (an empty cell is ``""``).
+    A row with fewer values than the header leaves the missing trailing fields out of its
+    object (absent, not null); a row with more values is an ``InputFileError`` naming it, so
+    nothing is dropped silently. Rows before a bad one have already been yielded."""
     if fmt == "auto":
         name = getattr(stream, "name", "")
         fmt = "csv" if str(name).endswith(".csv") else "jsonl"
     if fmt == "csv":
+        where = getattr(stream, "name", "<stdin>")
         rows = 0
+        reader = csv.DictReader(_text_lines(stream))
         try:
-            for row in csv.DictReader(_text_lines(stream)):
+            for row in reader:
                 rows += 1
-                yield orjson.dumps({k: v for k, v in row.items() if k is not None})
+                extra = row.get(None)  # DictReader's restkey: the values beyond the header
+                if extra:
+                    header = len(reader.fieldnames or ())
+                    raise InputFileError(
+                        f"{where}: CSV row {rows} (ending on line {reader.line_num}) has "
+                        f"{header + len(extra)} values but the header has {header}"
+                    )
+                yield orjson.dumps({k: v for k, v in row.items() if v is not None})
         except (UnicodeDecodeError, csv.Error) as exc:
-            where = getattr(stream, "name", "<stdin>")
             raise InputFileError(f"{where}: after CSV row {rows}: {exc}") from None
         return
     for line in stream:
@@ -100,7 +113,8 @@ async def _settle(pending: list[Any]) -> None:
 
 def as_json(message: Any) -> dict[str, Any]:
     """A consumed message as one JSON object: decisions as they are; dead letters with their
-    headers and the original value (as text when it is text)."""
+    headers and the original value (as text when it is text); a tombstone (no value) with
+    ``value: null``, its key and its position."""
     headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
     if any(k.startswith(DLQ_PREFIX) for k in headers):
         try:
@@ -111,6 +125,14 @@ def as_json(message: Any) -> dict[str, Any]:
             "key": message.key.decode("utf-8", "replace") if message.key else None,
             "headers": headers,
             "value": value,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+        }
+    if message.value is None:  # a tombstone
+        return {
+            "key": message.key.decode("utf-8", "replace") if message.key else None,
+            "value": None,
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,

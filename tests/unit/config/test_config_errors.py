@@ -232,3 +232,86 @@ def test_yaml_merge_keys_may_be_overridden_but_explicit_duplicates_may_not(tmp_p
     text = "base: &b {a: 1}\nchild: {<<: *b, c: 1, c: 2}\n"
     errors = errors_of(tmp_path, text)
     assert unlined(errors) == ["child.c: duplicate key (first at line 2, again at line 2)"]
+
+
+def with_topic_names(**names):
+    return base_config(topics={"names": names})
+
+
+def test_a_topic_name_for_a_stage_that_does_not_exist_is_refused(tmp_path):
+    config = with_topic_names(stages={"nope": "nope-in", "complience": "compliance-in"})
+    assert unlined(errors_of(tmp_path, config)) == [
+        "topics.names.stages.nope: unknown stage 'nope'",
+        "topics.names.stages.complience: unknown stage 'complience' (did you mean 'compliance'?)",
+    ]
+
+
+def test_a_stage_topic_name_must_be_a_valid_topic_name(tmp_path):
+    config = with_topic_names(stages={"compliance": "compliance queue"})
+    assert unlined(errors_of(tmp_path, config)) == [
+        "topics.names.stages.compliance: String should match pattern '^[A-Za-z0-9._-]{1,249}$'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        pytest.param(
+            {"stages": {"compliance": "demo.dlq"}},
+            "topics.names.stages.compliance: topic 'demo.dlq' is also used by the dlq output",
+            id="stage-is-the-default-dlq",
+        ),
+        pytest.param(
+            {"decisions": "outcomes", "rejected": "outcomes"},
+            "topics.names.rejected: topic 'outcomes' is also used by the decisions output",
+            id="decisions-is-rejected",
+        ),
+        pytest.param(
+            {"input": "demo.review"},
+            "topics.names.input: topic 'demo.review' is also used by the review output",
+            id="input-is-the-default-review",
+        ),
+        pytest.param(
+            {"dlq": "demo.input"},
+            "topics.names.dlq: topic 'demo.input' is also used by stage 'data_quality' (the input)",
+            id="dlq-is-the-default-input",
+        ),
+        pytest.param(
+            {"stages": {"data_quality": "queue", "compliance": "queue"}},
+            "topics.names.stages.compliance: topic 'queue' is also used by stage "
+            "'data_quality' (the input)",
+            id="two-stages",
+        ),
+        pytest.param(
+            {"stages": {"data_quality": "demo.stage.compliance"}},
+            "topics.names.stages.data_quality: topic 'demo.stage.compliance' is also used by "
+            "stage 'compliance'",
+            id="first-stage-is-the-next-stages-default",
+        ),
+        pytest.param(
+            {"decisions": "out", "review": "out", "dlq": "out"},
+            "topics.names.dlq: topic 'out' is also used by the decisions output and the "
+            "review output",
+            id="three-outputs",
+        ),
+    ],
+)
+def test_two_roles_sharing_one_topic_are_refused_once_at_the_name_configured_last(
+    tmp_path, names, expected
+):
+    assert unlined(errors_of(tmp_path, with_topic_names(**names))) == [expected]
+
+
+def test_topic_name_errors_are_reported_with_every_other_error_one_located_line_each(tmp_path):
+    config = with_topic_names(
+        stages={"nope": "x", "compliance": "bad name"}, rejected="demo.decisions"
+    )
+    config["stages"]["data_quality"]["timeout_s"] = -1
+    errors = errors_of(tmp_path, config)
+    assert all(LOCATED.match(e) for e in errors), errors
+    assert unlined(errors) == [
+        "topics.names.stages.compliance: String should match pattern '^[A-Za-z0-9._-]{1,249}$'",
+        "stages.data_quality.timeout_s: Input should be greater than 0",
+        "topics.names.stages.nope: unknown stage 'nope'",
+        "topics.names.rejected: topic 'demo.decisions' is also used by the decisions output",
+    ]

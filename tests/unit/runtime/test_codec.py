@@ -311,7 +311,23 @@ def test_malformed_envelope_at_a_later_stage_is_dead_lettered_not_raised(codec, 
 
 def test_plain_input_on_a_stage_topic_is_dead_lettered_as_not_a_valid_envelope(codec):
     outcome = rejected(codec.decode(message(application()), "data_quality", first=False))
-    assert outcome.letter.message == "not a valid envelope: KeyError('record_id')"
+    assert outcome.letter.message == "not a valid envelope: record_id is missing"
+
+
+@pytest.mark.parametrize(
+    ("record_id", "kind"),
+    [(None, "null"), (42, "number"), (True, "boolean"), (["APP-1"], "array"), ({}, "object")],
+    ids=["null", "number", "boolean", "array", "object"],
+)
+def test_an_envelope_whose_record_id_is_not_a_string_is_dead_lettered_as_decode_error(
+    codec, record_id, kind
+):
+    body = orjson.loads(codec.envelope(travelled_state(codec)))
+    body["record_id"] = record_id
+    outcome = rejected(codec.decode(message(body, key=b"APP-1"), "data_quality", first=False))
+    assert outcome.letter.reason is DeadLetterReason.DECODE_ERROR
+    assert outcome.letter.message == f"not a valid envelope: record_id must be a string, not {kind}"
+    assert outcome.record_id == "APP-1"
 
 
 # -- decisions ------------------------------------------------------------------------------

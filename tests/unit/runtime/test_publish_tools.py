@@ -50,20 +50,32 @@ def test_line_endings_are_removed_and_a_last_line_without_one_is_kept():
 
 
 def test_csv_rows_become_json_objects_keyed_by_the_header_row():
-    data = '\ufeffid,name,city\nA-1,José,Köln\nA-2,"Doe, Jane",\nA-3,Short\n'.encode()
+    data = '\ufeffid,name,city\nA-1,José,Köln\nA-2,"Doe, Jane",\n'.encode()
     records = [orjson.loads(r) for r in read_records(stream(data, "people.csv"))]
     assert records == [
         {"id": "A-1", "name": "José", "city": "Köln"},
         {"id": "A-2", "name": "Doe, Jane", "city": ""},
-        {"id": "A-3", "name": "Short", "city": None},
     ]
 
 
-def test_csv_values_beyond_the_header_are_dropped():
-    data = b"id,name\nA-1,Ann,extra,more\n"
+def test_trailing_fields_missing_from_a_short_csv_row_are_absent_from_its_object_not_null():
+    data = b"id,name,city\nA-3,Short\nA-4\n"
     assert [orjson.loads(r) for r in read_records(stream(data), "csv")] == [
-        {"id": "A-1", "name": "Ann"}
+        {"id": "A-3", "name": "Short"},
+        {"id": "A-4"},
     ]
+
+
+def test_a_csv_row_with_more_values_than_the_header_is_an_input_file_error_naming_the_row():
+    data = b'id,name\nA-1,Ann\nA-2,"Bo\nb",extra,more\nA-3,Cy\n'
+    source = stream(data, "people.csv")
+    read = []
+    with pytest.raises(InputFileError) as raised:
+        read.extend(read_records(source))
+    assert str(raised.value) == (
+        "people.csv: CSV row 2 (ending on line 4) has 4 values but the header has 2"
+    )
+    assert [orjson.loads(r) for r in read] == [{"id": "A-1", "name": "Ann"}]
 
 
 def test_the_format_is_csv_by_file_name_and_json_lines_otherwise():
@@ -173,3 +185,14 @@ def test_a_decision_is_shown_as_it_is():
 def test_a_message_that_is_not_json_on_an_output_topic_is_shown_as_text():
     shown = as_json(consumed(b"plain text", topic="demo.decisions"))
     assert shown == {"value": "plain text", "topic": "demo.decisions"}
+
+
+def test_a_tombstone_on_an_output_topic_is_shown_with_a_null_value_and_its_position():
+    shown = as_json(consumed(None, key=b"APP-1", topic="demo.decisions"))
+    assert shown == {
+        "key": "APP-1",
+        "value": None,
+        "topic": "demo.decisions",
+        "partition": 1,
+        "offset": 42,
+    }
