@@ -152,19 +152,21 @@ def plan(config: Path, environment: str | None, fmt: str) -> None:
     """Show how a pipeline will run: stages in order, their options, the rules of each
     dependency level (rules of one level are independent), and the topics."""
     from stream_engine.offline import plan_mermaid, plan_rows, plan_summary
-    from stream_engine.runtime.names import default_topic_names
+    from stream_engine.runtime.names import topic_names
 
-    compiled = _load(config, environment).plan
+    pipeline = _load(config, environment)
+    compiled = pipeline.plan
+    topics = topic_names(compiled, pipeline.config.topics.names)
     if fmt == "mermaid":
-        sys.stdout.write(plan_mermaid(compiled))
+        sys.stdout.write(plan_mermaid(compiled, topics))
         return
     if fmt == "json":
-        _write_json(plan_summary(compiled))
+        _write_json(plan_summary(compiled, topics))
         return
     table = Table(title=f"{compiled.name} {compiled.version} (hash {compiled.config_hash})")
     for column in ("stage", "options", "levels (rules)", "consumes"):
         table.add_column(column, overflow="fold")
-    for row in plan_rows(compiled):
+    for row in plan_rows(compiled, topics):
         options = [
             "enabled" if row["enabled"] else "[red]disabled[/red]",
             "fail_fast" if row["fail_fast"] else "collect",
@@ -177,7 +179,6 @@ def plan(config: Path, environment: str | None, fmt: str) -> None:
         levels = "\n".join(f"{i}: {', '.join(level)}" for i, level in enumerate(row["levels"]))
         table.add_row(row["stage"], "\n".join(options), levels, row["topic"] or "-")
     out.print(table)
-    topics = default_topic_names(compiled)
     out.print(
         f"outputs: decisions → {topics.decisions}, rejected → {topics.rejected}, "
         f"review → {topics.review}, dead letters → {topics.dlq}"

@@ -16,7 +16,7 @@ from stream_engine.core.executor import Executor
 from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
 from stream_engine.core.state import DeadLetter, RecordState, iso_time
-from stream_engine.runtime.names import default_topic_names
+from stream_engine.runtime.names import TopicNames, default_topic_names
 
 
 @dataclass(slots=True)
@@ -139,9 +139,9 @@ def decision_route(decision: Decision) -> Route:
     }[decision.status]
 
 
-def plan_rows(plan: PipelinePlan) -> list[dict[str, Any]]:
+def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict[str, Any]]:
     """One row per stage: options, rule levels and the topic it consumes."""
-    topics = default_topic_names(plan)
+    topics = topics or default_topic_names(plan)
     rows = []
     for stage in plan.stages:
         rows.append(
@@ -160,9 +160,9 @@ def plan_rows(plan: PipelinePlan) -> list[dict[str, Any]]:
     return rows
 
 
-def plan_summary(plan: PipelinePlan) -> dict[str, Any]:
+def plan_summary(plan: PipelinePlan, topics: TopicNames | None = None) -> dict[str, Any]:
     """The plan as JSON: identity, stages with rules and options, output topics."""
-    topics = default_topic_names(plan)
+    topics = topics or default_topic_names(plan)
     return {
         "pipeline": plan.name,
         "version": plan.version,
@@ -186,7 +186,7 @@ def plan_summary(plan: PipelinePlan) -> dict[str, Any]:
                     for spec in stage.rules
                 },
             }
-            for row, stage in zip(plan_rows(plan), plan.stages, strict=True)
+            for row, stage in zip(plan_rows(plan, topics), plan.stages, strict=True)
         ],
         "topics": {
             "input": topics.input,
@@ -202,10 +202,11 @@ def _node(stage: StagePlan, rule_id: str) -> str:
     return f"{stage.name}__{rule_id}"
 
 
-def plan_mermaid(plan: PipelinePlan) -> str:
+def plan_mermaid(plan: PipelinePlan, topics: TopicNames | None = None) -> str:
     """A Mermaid flowchart: a box per stage holding its rules, dependency arrows inside,
     dotted arrows for cross-stage dependencies, and the routes out of the pipeline."""
-    lines = ["flowchart LR", f'    input(["{default_topic_names(plan).input}"])']
+    topics = topics or default_topic_names(plan)
+    lines = ["flowchart LR", f'    input(["{topics.input}"])']
     stage_of = {spec.rule_id: stage for stage in plan.stages for spec in stage.rules}
     previous = "input"
     for stage in plan.active_stages:

@@ -142,6 +142,21 @@ def test_plan_as_json_lists_rules_by_level():
     assert plan["topics"]["input"] == "customer_onboarding.input"
 
 
+def test_plan_shows_the_topic_names_the_config_overrides(tmp_path):
+    data = yaml.safe_load(Path(ONBOARDING).read_text())
+    data["topics"] = {"names": {"input": "apps.in", "dlq": "apps.dead", "stages": {}}}
+    config = tmp_path / "renamed.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    plan = lines(run("plan", str(config), "--format", "json").stdout)[0]
+    text = run("plan", str(config), "--format", "mermaid").stdout
+
+    assert plan["topics"]["input"] == "apps.in"
+    assert plan["topics"]["dlq"] == "apps.dead"
+    assert plan["stages"][0]["topic"] == "apps.in"
+    assert 'input(["apps.in"])' in text
+
+
 def test_plan_as_mermaid_draws_stages_and_cross_stage_dependencies():
     text = run("plan", ONBOARDING, "--format", "mermaid").stdout
     assert text.startswith("flowchart LR")
