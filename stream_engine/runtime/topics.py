@@ -16,7 +16,7 @@ from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames, topic_names
 
-DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "topics" / "defaults.yaml"
+DEFAULTS_FILE = Path(__file__).with_name("topic_defaults.yaml")  # shipped in the package
 KINDS = ("input", "stage", "decisions", "rejected", "review", "dlq")
 TOPIC_EXISTS = 36
 
