@@ -269,6 +269,13 @@ def test(config: Path, cases_file: Path, environment: str | None, verbose: bool)
         sys.exit(1)
 
 
+METRICS_PORT_OPTION = click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Port of /metrics, /health and /ready (default: runtime.metrics_port, 9464; "
+    "0: any free port - the chosen one is printed).",
+)
+
 BROKER_OPTION = click.option(
     "--broker",
     metavar="HOST:PORT",
@@ -314,6 +321,7 @@ def _setup_logging(verbose: bool) -> None:
     help="Run only this stage (repeatable). Processes running the same stage share "
     "its consumer group and split its partitions.",
 )
+@METRICS_PORT_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
 @boundary
 def run(
@@ -321,6 +329,7 @@ def run(
     environment: str | None,
     broker: str | None,
     stages: tuple[str, ...],
+    metrics_port: int | None,
     verbose: bool,
 ) -> None:
     """Run the stage agents against a Kafka cluster: all enabled stages in this worker, or
@@ -331,13 +340,14 @@ def run(
     pipeline = _load(config, environment)
     kafka = _kafka(pipeline, broker)
 
-    def ready(worker: Any) -> None:
+    def ready(worker: Any, endpoint: Any) -> None:
         names = ", ".join(agent.stage.name for agent in worker.agents)
+        err.print(f"metrics: {endpoint.url}", markup=False)
         err.print(
             f"running: {pipeline.plan.name} stages {names} on {kafka.describe()}", markup=False
         )
 
-    asyncio.run(serve(pipeline, kafka, stages or None, ready))
+    asyncio.run(serve(pipeline, kafka, stages or None, ready, metrics_port=metrics_port))
     err.print("stopped", markup=False)
 
 
@@ -364,10 +374,17 @@ def run(
     show_default=True,
     help="Records per second published by --demo.",
 )
+@METRICS_PORT_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
 @boundary
 def dev(
-    config: Path, environment: str | None, port: int, demo: bool, rate: float, verbose: bool
+    config: Path,
+    environment: str | None,
+    port: int,
+    demo: bool,
+    rate: float,
+    metrics_port: int | None,
+    verbose: bool,
 ) -> None:
     """Start a local Kafka-compatible broker (Tansu, in memory; no Docker, no Java), create
     the topics, and run every stage. Prints 'broker: 127.0.0.1:PORT' when ready; publish with
@@ -381,11 +398,15 @@ def dev(
         out.print(f"broker: {bootstrap}", markup=False)
         out.print(f"input topic: {_input_topic(pipeline)} (Ctrl-C to stop)", markup=False)
 
+    def metrics(url: str) -> None:
+        out.print(f"metrics: {url}", markup=False)
+
+    options: dict[str, Any] = {"metrics_port": metrics_port, "announce_metrics": metrics}
     if not demo:
-        asyncio.run(run_dev(pipeline, port, announce))
+        asyncio.run(run_dev(pipeline, port, announce, **options))
         return
     with _live_summary() as show:
-        asyncio.run(run_dev(pipeline, port, announce, rate, show))
+        asyncio.run(run_dev(pipeline, port, announce, rate, show, **options))
 
 
 STATUSES = ("approved", "rejected", "review", "completed", "dead_letter")

@@ -184,6 +184,8 @@ class RuntimeConfig(_Model):
     commit_interval_s: float = Field(1.0, gt=0)
     group_prefix: str | None = None
     shutdown_timeout_s: float = Field(30.0, gt=0)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9464, ge=0, le=65535)
 
 
 class PipelineConfig(_Model):

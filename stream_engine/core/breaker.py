@@ -46,6 +46,10 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes = 0
 
+    def listen(self, listener: Callable[[str, BreakerState], None] | None) -> None:
+        """Call ``listener(name, state)`` on every state change (e.g. to update a gauge)."""
+        self._on_state_change = listener
+
     @property
     def state(self) -> BreakerState:
         """The current state, half-opening first if the open period has run out."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from stream_engine.core.aio import await_with_timeout
@@ -18,12 +19,20 @@ class Service(Protocol):
     async def call(self, request: dict[str, Any]) -> dict[str, Any]: ...
 
 
+#: Told of every attempt: ``(service, outcome)`` with outcome ``ok``, ``timeout``,
+#: ``service_error``, ``client_error`` or ``circuit_open`` - how metrics see services without
+#: the core importing a metrics library.
+CallObserver = Callable[[str, str], None]
+
+
 class GuardedService:
     """Wraps a service with a per-call timeout, retries with backoff and a circuit breaker.
 
     Errors come out as ``ServiceError`` (or its ``CircuitOpenError``) or ``RuleTimeoutError``,
     so rules and the executor can tell a failing dependency from a rule bug.
     """
+
+    observer: CallObserver | None = None
 
     def __init__(
         self,
@@ -57,6 +66,17 @@ class GuardedService:
             await asyncio.sleep(self.retry.delay(attempt, self._rng))
 
     async def _attempt(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._guarded(request)
+        except (ServiceError, RuleTimeoutError) as exc:
+            if self.observer is not None:
+                self.observer(self.name, exc.kind)
+            raise
+        if self.observer is not None:
+            self.observer(self.name, "ok")
+        return response
+
+    async def _guarded(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.breaker is not None:
             self.breaker.before_call()
         self.calls += 1

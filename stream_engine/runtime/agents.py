@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import EventT, StreamT
 
 from stream_engine.config.compiler import CompiledPipeline
@@ -26,6 +27,7 @@ from stream_engine.core.plan import StagePlan
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.codec import Incoming
 from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.metrics import Metrics, new_registry
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport, StageProcessor
 from stream_engine.runtime.topics import pipeline_topics
@@ -221,10 +223,57 @@ class StageWorker:
             build_stage_app(pipeline, active[name], self.topics, kafka, self.worker)
             for name in chosen
         ]
+        self.metrics = Metrics()
+        self.registry = new_registry(self.metrics)
+        self._lag_task: asyncio.Task[None] | None = None
+        self._instrument()
+
+    def _instrument(self) -> None:
+        """Connect the metrics: batches, services, breakers, and faust's own sensor."""
+        plan, metrics = self.pipeline.plan, self.metrics
+        metrics.config(plan.name, plan.version, plan.config_hash)
+        for guarded in self.pipeline.services.values():
+            guarded.observer = metrics.service_call
+        for name, breaker in self.pipeline.breakers.items():
+            breaker.listen(metrics.breaker)
+            metrics.breaker(name, breaker.state)
+
+        def on_batch(stage: str, report: BatchReport, elapsed: float) -> None:
+            metrics.stage_batch(
+                plan.name, stage, report.outcomes, report.decisions, report.dead_letters, elapsed
+            )
+
+        for agent in self.agents:
+            agent.hooks.append(on_batch)
+            prefix = f"faust_{agent.stage.name}".replace("-", "_").replace(".", "_")
+            agent.app.monitor = PrometheusMonitor(
+                metrics=FaustMetrics.create(self.registry, prefix)
+            )
+
+    def ready(self) -> bool:
+        """Every stage of this worker has partitions assigned (and so is consuming)."""
+        return all(agent.app.consumer.assignment() for agent in self.agents)
+
+    async def _track_lag(self, every_s: float = 5.0) -> None:
+        """Consumer lag per assigned partition: the broker's end offset (as of the last
+        fetch) minus the consumer's position."""
+        while True:
+            owned: list[tuple[str, int]] = []
+            for agent in self.agents:
+                consumer = agent.app.consumer
+                for tp in consumer.assignment():
+                    position = await consumer.position(tp)
+                    end = consumer.highwater(tp)
+                    if position is not None and end is not None:
+                        self.metrics.lag(tp.topic, tp.partition, end - position)
+                        owned.append((tp.topic, tp.partition))
+            self.metrics.forget_lag(owned)
+            await asyncio.sleep(every_s)
 
     async def start(self) -> None:
         """Start every stage's app; they join their consumer groups side by side."""
         await asyncio.gather(*(agent.app.start() for agent in self.agents))
+        self._lag_task = asyncio.ensure_future(self._track_lag())
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Finish the in-flight batches, flush, commit, stop."""
@@ -237,6 +286,9 @@ class StageWorker:
             )
         except TimeoutError:
             log.warning("stopping with batches still in flight; they will be consumed again")
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
         await asyncio.gather(*(agent.app.stop() for agent in self.agents))
         await self.pipeline.close()
 

@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.errors import StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
+from stream_engine.runtime.endpoint import MetricsEndpoint
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport
@@ -35,24 +37,37 @@ async def serve(
     pipeline: CompiledPipeline,
     kafka: KafkaSettings,
     stages: Sequence[str] | None = None,
-    on_ready: Callable[[StageWorker], None] | None = None,
+    on_ready: Callable[[StageWorker, MetricsEndpoint], None] | None = None,
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
 ) -> StageWorker:
-    """Run the stage agents until ``stop`` is set or a SIGTERM/SIGINT arrives."""
+    """Run the stage agents and their metrics endpoint until ``stop`` is set or a
+    SIGTERM/SIGINT arrives. ``metrics_port`` overrides ``runtime.metrics_port`` (0: any)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     worker = StageWorker(pipeline, kafka, stages)
-    await worker.start()
-    if on_ready is not None:
-        on_ready(worker)
+    conf = pipeline.config.runtime
+    port = conf.metrics_port if metrics_port is None else metrics_port
+    endpoint = MetricsEndpoint(worker.registry, worker.ready, conf.metrics_host, port)
     try:
+        await endpoint.start()
+    except OSError as exc:
+        raise StreamEngineError(
+            f"metrics endpoint: cannot listen on {conf.metrics_host}:{port} ({exc.strerror}); "
+            "choose another with --metrics-port (0: any free port)"
+        ) from None
+    try:
+        await worker.start()
+        if on_ready is not None:
+            on_ready(worker, endpoint)
         await stop.wait()
     finally:
         log.info("stopping: finishing in-flight batches")
         await worker.stop()
+        await endpoint.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
@@ -115,8 +130,11 @@ async def dev(
     on_summary: Callable[[Summary], None] | None = None,
     log_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
+    announce_metrics: Callable[[str], None] | None = None,
 ) -> None:
-    """Embedded broker, topics, every stage; optionally the demo publisher."""
+    """Embedded broker, topics, every stage and the metrics endpoint; optionally the demo
+    publisher."""
     stop = stop or asyncio.Event()
     pipeline = for_embedded_broker(pipeline)
     with EmbeddedBroker(port, log_file) as broker:
@@ -125,10 +143,12 @@ async def dev(
         summary = Summary()
         tasks: list[asyncio.Task[None]] = []
 
-        def ready(worker: StageWorker) -> None:
+        def ready(worker: StageWorker, endpoint: MetricsEndpoint) -> None:
             for agent in worker.agents:
                 agent.hooks.append(summary.add_report)
             announce(broker.bootstrap)
+            if announce_metrics is not None:
+                announce_metrics(endpoint.url)
             if demo_rate:
                 topics = pipeline_topics(pipeline)
                 tasks.append(
@@ -140,7 +160,7 @@ async def dev(
                 tasks.append(asyncio.ensure_future(_report(summary, on_summary, stop)))
 
         try:
-            await serve(pipeline, kafka, None, ready, stop)
+            await serve(pipeline, kafka, None, ready, stop, metrics_port)
         finally:
             for task in tasks:
                 task.cancel()

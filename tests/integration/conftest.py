@@ -138,7 +138,7 @@ def worker_process(tmp_path: Path, broker: str) -> Iterator[Callable[..., Worker
     started: list[WorkerProcess] = []
 
     def start(config: Path, *extra: str) -> WorkerProcess:
-        proc = WorkerProcess(config, broker, *extra, log=tmp_path / f"worker{len(started)}.log")
+        proc = WorkerProcess.run(config, broker, *extra, log=tmp_path / f"worker{len(started)}.log")
         started.append(proc)
         return proc
 

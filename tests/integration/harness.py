@@ -113,23 +113,30 @@ def samples(base: str = "customer_onboarding") -> list[dict[str, Any]]:
 
 
 class WorkerProcess:
-    """``stream-engine run`` in a subprocess, for signal tests; ready once it prints
-    ``running:`` on stderr."""
+    """A ``stream-engine`` command in a subprocess (``run`` by default), for signal tests;
+    ready once it prints ``ready_marker``."""
 
-    def __init__(self, config: Path, broker: str, *extra: str, log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, ready_marker: bytes = b"running:") -> None:
         self.log = log
+        self.ready_marker = ready_marker
         self.handle = open(log, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_engine", "run", str(config), "--broker", broker, *extra],
+            [sys.executable, "-m", "stream_engine", *args],
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
+    @classmethod
+    def run(cls, config: Path, broker: str, *extra: str, log: Path) -> WorkerProcess:
+        """``stream-engine run CONFIG --broker B --metrics-port 0 ...``."""
+        args = ["run", str(config), "--broker", broker, "--metrics-port", "0", *extra]
+        return cls(args, log)
+
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if b"running:" in self.log.read_bytes():
+            if self.ready_marker in self.log.read_bytes():
                 return
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.log.read_text()}")
