@@ -190,6 +190,11 @@ def plan(config: Path, environment: str | None, fmt: str) -> None:
     )
     budget = f"; budget {compiled.budget:g} per record" if compiled.budget is not None else ""
     out.print(f"policy: {stop}{budget}")
+    if compiled.pii_fields:
+        where = "messages, reasons, dead-letter headers, logs" + (
+            " and decisions' data" if compiled.pii.mask_decisions else ""
+        )
+        out.print(f"pii: {', '.join(compiled.pii_fields)} {compiled.pii.mode}ed in {where}")
 
 
 @main.command(name="eval")
@@ -594,6 +599,96 @@ def tail(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
+
+
+@main.group()
+def dlq() -> None:
+    """Work with the dead-letter topic."""
+
+
+def _since(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date or time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dlq.command(name="replay")
+@CONFIG_ARG
+@ENV_OPTION
+@BROKER_OPTION
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    metavar="R",
+    help="Only dead letters with this reason (repeatable), e.g. circuit_open.",
+)
+@click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    metavar="S",
+    help="Only dead letters of this stage (repeatable).",
+)
+@click.option(
+    "--since",
+    metavar="ISO",
+    help="Only dead letters written at or after this time (UTC unless given).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; send nothing.")
+@boundary
+def dlq_replay(
+    config: Path,
+    environment: str | None,
+    broker: str | None,
+    reasons: tuple[str, ...],
+    stages: tuple[str, ...],
+    since: str | None,
+    dry_run: bool,
+) -> None:
+    """Send dead letters back to the stage they failed in (original bytes, attempt + 1), e.g.
+    after a failing service recovered. Reads the dead-letter topic up to its current end; keeps
+    no position, so running it twice replays twice."""  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream_engine.runtime.replay import ReplayFilter, replay
+    from stream_engine.runtime.topics import pipeline_topics
+
+    pipeline = _load(config, environment)
+    names = pipeline_topics(pipeline)
+    unknown = [s for s in stages if s not in names.stage_inputs]
+    if unknown:
+        raise ConfigError("--stage", f"not an enabled stage: {', '.join(unknown)}")
+    chosen = ReplayFilter(frozenset(reasons), frozenset(stages), _since(since))
+    with Progress(
+        TextColumn("scanning " + names.dlq), BarColumn(), MofNCompleteColumn(), console=err,
+        transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("scan", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = asyncio.run(replay(names, _kafka(pipeline, broker), chosen, dry_run, progress))
+    table = Table(title="would replay" if dry_run else "replayed")
+    for column in ("stage", "reason", "dead letters"):
+        table.add_column(column)
+    for (stage, reason), count in sorted(summary.by_stage_reason.items()):
+        table.add_row(stage, reason, str(count))
+    out.print(table)
+    skipped = ", ".join(f"{why} {n}" for why, n in summary.skipped.items()) or "none"
+    verb = "would replay" if dry_run else "replayed"
+    err.print(
+        f"scanned {summary.scanned} dead letter(s); {verb} "
+        f"{sum(summary.by_stage_reason.values())}; skipped: {skipped}",
+        markup=False,
+    )
 
 
 @main.command()

@@ -116,7 +116,7 @@ class Codec:
         if first:
             return self._input(payload, message, stage)
         try:
-            return self.read_envelope(payload)
+            state = self.read_envelope(payload)
         except EnvelopeError as exc:
             return self._rejected(
                 DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc}", message
@@ -125,6 +125,10 @@ class Codec:
             return self._rejected(
                 DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc!r}", message
             )
+        replayed = message.header(ATTEMPT_HEADER)
+        if replayed and replayed.isdigit():
+            state.extras["attempt"] = int(replayed)  # a replayed dead letter
+        return state
 
     def _input(self, data: dict[str, Any], message: Incoming, stage: str) -> RecordState | Rejected:
         key = message.key.decode("utf-8", "replace") if message.key else None
@@ -238,6 +242,8 @@ class Codec:
             body["source"] = extras["source"]
         if extras.get("trace"):
             body["trace"] = extras["trace"]
+        if extras.get("attempt"):
+            body["attempt"] = extras["attempt"]
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
     def dead_letter_headers(

@@ -111,6 +111,11 @@ class DecisionModel(_Contract):
     tenant: str | None = None
     source: SourceModel | None = None
     trace: str | None = None
+    attempt: int | None = Field(
+        None,
+        ge=1,
+        description="replay attempt, when the record came back from the dead-letter topic",
+    )
     dead_letter: DeadLetterModel | None = None
 
 
