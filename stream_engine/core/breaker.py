@@ -40,15 +40,15 @@ class CircuitBreaker:
         self.reset_timeout_s = reset_timeout_s
         self.half_open_max_calls = half_open_max_calls
         self._clock = clock
-        self._on_state_change = on_state_change
+        self._listeners = [on_state_change] if on_state_change is not None else []
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
         self._probes = 0
 
-    def listen(self, listener: Callable[[str, BreakerState], None] | None) -> None:
-        """Call ``listener(name, state)`` on every state change (e.g. to update a gauge)."""
-        self._on_state_change = listener
+    def listen(self, listener: Callable[[str, BreakerState], None]) -> None:
+        """Also call ``listener(name, state)`` on every state change (e.g. to set a gauge)."""
+        self._listeners.append(listener)
 
     @property
     def state(self) -> BreakerState:
@@ -90,5 +90,5 @@ class CircuitBreaker:
         self._probes = 0
         if state is BreakerState.CLOSED:
             self._failures = 0
-        if self._on_state_change is not None:
-            self._on_state_change(self.name, state)
+        for listener in self._listeners:
+            listener(self.name, state)
