@@ -49,9 +49,7 @@ class Client:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Client:
-        producer = AIOKafkaProducer(
-            **self.kafka.aiokafka(), acks="all", enable_idempotence=False, linger_ms=5
-        )
+        producer = AIOKafkaProducer(**self.kafka.producer(linger_ms=5))
         self._producer = await self._stack.enter_async_context(connected(producer, self.kafka))
         return self
 

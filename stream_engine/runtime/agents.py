@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import EventT, StreamT
 
@@ -26,10 +26,10 @@ from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
 from stream_engine.runtime.metrics import Metrics, new_registry
 from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.processor import BatchReport, StageProcessor
+from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
 from stream_engine.runtime.topics import pipeline_topics
 
 log = logging.getLogger(__name__)
@@ -117,30 +117,67 @@ class StageAgent:
 
     async def _produce(self, report: BatchReport) -> None:
         """Send every result and wait for the broker to acknowledge all of them; while the
-        broker is unreachable, keep trying (the batch is not committed until this returns)."""
+        broker is unreachable, keep trying (the batch is not committed until this returns).
+        Only what failed is sent again; a message the broker refuses as too large goes to the
+        dead-letter topic without its value, so it cannot hold the stage up."""
         producer = self.app.producer
         delay = 0.5
-        while True:
-            try:
-                futures: list[Awaitable[Any]] = [
-                    await producer.send(
-                        out.topic, out.key, out.value, None, None, out.headers or None
-                    )
-                    for out in report.outgoing
-                ]
-                await asyncio.gather(*futures)
-                return
-            except KafkaError as exc:
+        todo = list(report.outgoing)
+        while todo:
+            futures = [await _send(producer, out) for out in todo]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed: list[Outgoing] = []
+            for out, result in zip(todo, results, strict=True):
+                if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
+                    failed.append(self._without_value(out))
+                elif isinstance(result, KafkaError):
+                    failed.append(out)
+                elif isinstance(result, BaseException):
+                    raise result
+            if failed and any(not _oversized(o) for o in failed):
                 if self.stopping.is_set():
-                    raise
+                    raise KafkaError("stopping with results not acknowledged")
                 log.warning(
-                    "stage %s: producing failed (%s), retrying in %.1fs",
+                    "stage %s: %d message(s) not acknowledged, retrying in %.1fs",
                     self.stage.name,
-                    type(exc).__name__,
+                    len(failed),
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            todo = failed
+
+    def _without_value(self, out: Outgoing) -> Outgoing:
+        """A stand-in dead letter for a message the broker refused as too large."""
+        headers = [(k, v) for k, v in out.headers if k != DROPPED_HEADER]
+        if out.topic != self.processor.topics.dlq:
+            headers = [
+                ("dlq.stage", self.stage.name.encode()),
+                ("dlq.reason", b"too_large"),
+                ("dlq.original.topic", out.topic.encode()),
+            ]
+        headers.append((DROPPED_HEADER, str(len(out.value)).encode()))
+        return Outgoing(self.processor.topics.dlq, out.key, b"", headers)
+
+
+DROPPED_HEADER = "dlq.value.dropped"
+
+
+def _oversized(out: Outgoing) -> bool:
+    return any(k == DROPPED_HEADER for k, _ in out.headers)
+
+
+async def _send(producer: Any, out: Outgoing) -> Awaitable[Any]:
+    """Queue one message; a refusal is returned through its future, not raised here."""
+    try:
+        future: Awaitable[Any] = await producer.send(
+            out.topic, out.key, out.value, None, None, out.headers or None
+        )
+    except KafkaError as exc:
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
+    return future
 
 
 def _hold_back(events: Sequence[EventT[Any]]) -> None:
@@ -179,8 +216,8 @@ def build_stage_app(
         "store": "memory://",
         "autodiscover": False,
         "stream_wait_empty": False,
-        "producer_max_request_size": max(conf.max_message_bytes * 2, 1_048_576),
-        "consumer_max_fetch_size": max(conf.max_message_bytes * 4, 4_194_304),
+        "producer_max_request_size": MAX_TRANSPORT_BYTES,
+        "consumer_max_fetch_size": MAX_TRANSPORT_BYTES,
     }
     context = kafka.ssl_context()
     if kafka.security_protocol.startswith("SASL"):

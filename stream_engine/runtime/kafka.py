@@ -19,6 +19,9 @@ from stream_engine.errors import BrokerError
 C = TypeVar("C")
 
 ENV_PREFIX = "STREAM_ENGINE_"
+#: The largest message any stream_engine client produces or fetches. Topics may allow up to
+#: this (``max_message_bytes``); records over ``runtime.max_message_bytes`` are dead-lettered.
+MAX_TRANSPORT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,17 @@ class KafkaSettings:
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password
         return kwargs
+
+    def producer(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for an aiokafka producer: acks=all, no idempotence (the embedded
+        broker refuses it), requests up to ``MAX_TRANSPORT_BYTES``."""
+        return {
+            **self.aiokafka(),
+            "acks": "all",
+            "enable_idempotence": False,
+            "max_request_size": MAX_TRANSPORT_BYTES,
+            **extra,
+        }
 
     def describe(self) -> str:
         """A one-line description that is safe to print (no password)."""

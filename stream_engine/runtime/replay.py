@@ -23,6 +23,7 @@ from stream_engine.errors import StreamEngineError
 from stream_engine.runtime.codec import ATTEMPT_HEADER, DLQ_PREFIX, TRACE_HEADER
 from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames
+from stream_engine.runtime.topics import describe_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +87,14 @@ async def replay(
     broker; ``progress(done, total)`` follows the scan of the dead-letter topic."""
     summary = ReplaySummary()
     started = datetime.now(UTC)
+    # Asked of the cluster: a consumer with no subscription holds metadata of no topic
+    # (Apache Kafka answers its empty metadata request with none).
+    partitions = (await describe_topics([topics.dlq], kafka))[topics.dlq]
+    if not partitions:
+        raise StreamEngineError(f"topic {topics.dlq} does not exist")
     consumer = AIOKafkaConsumer(**kafka.aiokafka(), group_id=None, enable_auto_commit=False)
     async with connected(consumer, kafka):
-        partitions = consumer.partitions_for_topic(topics.dlq) or set()
-        if not partitions:
-            await consumer.topics()  # refresh metadata once
-            partitions = consumer.partitions_for_topic(topics.dlq) or set()
-        if not partitions:
-            raise StreamEngineError(f"topic {topics.dlq} does not exist")
-        tps = [TopicPartition(topics.dlq, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topics.dlq, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         starts = {tp: await consumer.position(tp) for tp in tps}
@@ -106,7 +106,7 @@ async def replay(
         if dry_run:
             await scan.run(None)
             return summary
-        producer = AIOKafkaProducer(**kafka.aiokafka(), acks="all", enable_idempotence=False)
+        producer = AIOKafkaProducer(**kafka.producer())
         async with connected(producer, kafka):
             pending: list[Any] = []
             await scan.run((producer, pending))

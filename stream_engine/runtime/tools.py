@@ -82,9 +82,7 @@ async def publish(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Produce every value (acks=all) and wait for the broker; returns how many were sent."""
-    producer = AIOKafkaProducer(
-        **kafka.aiokafka(), acks="all", enable_idempotence=False, linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka.producer(linger_ms=5))
     sent = 0
     async with connected(producer, kafka):
         pending = []

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.config.source import format_location, read_source
 from stream_engine.errors import ConfigError, ConfigErrors
-from stream_engine.runtime.kafka import KafkaSettings, connected
+from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames, topic_names
 
 DEFAULTS_FILE = Path(__file__).with_name("topic_defaults.yaml")  # shipped in the package
@@ -30,6 +30,7 @@ class TopicSettings(BaseModel):
     replication_factor: int | None = Field(None, ge=1, le=10)
     retention_ms: int | None = Field(None, ge=-1)
     cleanup_policy: Literal["delete", "compact", "compact,delete"] | None = None
+    max_message_bytes: int | None = Field(None, ge=1024, le=MAX_TRANSPORT_BYTES)
 
 
 class TopicsFile(BaseModel):
@@ -92,6 +93,7 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
             "replication_factor": 1,
             "retention_ms": None,
             "cleanup_policy": None,
+            "max_message_bytes": None,
         }
         for layer in (declared.defaults, declared.kinds.get(kind)):  # type: ignore[call-overload]
             if layer is not None:
@@ -101,6 +103,8 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
             config["retention.ms"] = str(merged["retention_ms"])
         if merged["cleanup_policy"] is not None:
             config["cleanup.policy"] = merged["cleanup_policy"]
+        if merged["max_message_bytes"] is not None:
+            config["max.message.bytes"] = str(merged["max_message_bytes"])
         specs.append(
             TopicSpec(name, kind, merged["partitions"], merged["replication_factor"], config)
         )

@@ -59,9 +59,11 @@ async def read_outcomes(
     expected: int,
     timeout_s: float = 60.0,
     quiet_s: float = 1.0,
+    strict: bool = True,
 ) -> list[Outcome]:
     """Every message on the four output topics, from the start, until ``expected`` messages
-    arrived and the topics stayed quiet for ``quiet_s`` (so extra duplicates are seen too)."""
+    arrived and the topics stayed quiet for ``quiet_s`` (so extra duplicates are seen too).
+    Past the deadline: AssertionError, or with ``strict=False`` what arrived."""
     import asyncio
 
     kinds = {topics.for_output(k): k for k in ("decisions", "rejected", "review", "dlq")}
@@ -92,10 +94,9 @@ async def read_outcomes(
                     return found
     finally:
         await consumer.stop()
-    raise AssertionError(
-        f"only {len(found)} of {expected} outcomes within {timeout_s}s: "
-        f"{sorted({o.record_id for o in found})[:5]}..."
-    )
+    if not strict:
+        return found  # the caller says what is missing
+    raise AssertionError(f"only {len(found)} of {expected} outcomes within {timeout_s}s")
 
 
 def by_id(outcomes: list[Outcome]) -> dict[str, Outcome]:
