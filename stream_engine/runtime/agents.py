@@ -13,13 +13,17 @@ import asyncio
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import faust
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from faust.exceptions import ConsumerNotStarted
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.transport.consumer import Consumer
 from faust.types import EventT, StreamT
 
 from stream_engine.config.compiler import CompiledPipeline
@@ -188,6 +192,23 @@ def _hold_back(events: Sequence[EventT[Any]]) -> None:
         event.message.acked = True
 
 
+async def _commit_finished(app: faust.App) -> None:
+    """Commit what the finished batches acknowledged. faust commits once more as its consumer
+    stops, but skips that commit when a periodic one is in flight: it waits for that one, whose
+    offsets may have been taken before the last batch was acknowledged - which would leave that
+    batch uncommitted and consumed again after a clean stop. So wait for any commit in flight,
+    then commit: a commit starting after the wait (ours, or a periodic one ours then waits for)
+    takes every acknowledgement."""
+    consumer = cast(Consumer, app.consumer)
+    try:
+        if not consumer.assignment():
+            return
+    except ConsumerNotStarted:
+        return
+    await consumer.maybe_wait_for_commit_to_finish()
+    await consumer.commit()
+
+
 def build_stage_app(
     pipeline: CompiledPipeline,
     stage: StagePlan,
@@ -198,6 +219,7 @@ def build_stage_app(
     """A faust App consuming one stage's topic in the stage's consumer group."""
     conf = pipeline.config.runtime
     prefix = conf.group_prefix or pipeline.plan.name
+    app_id = f"{prefix}.{stage.name}"
     settings: dict[str, Any] = {
         "broker": [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         "broker_client_id": f"{kafka.client_id}.{stage.name}",
@@ -214,6 +236,8 @@ def build_stage_app(
         "topic_disable_leader": True,
         "web_enabled": False,
         "store": "memory://",
+        # faust makes a data directory per app even with in-memory tables: not in the cwd.
+        "datadir": str(Path(tempfile.gettempdir()) / "stream-engine-faust" / app_id),
         "autodiscover": False,
         "stream_wait_empty": False,
         "producer_max_request_size": MAX_TRANSPORT_BYTES,
@@ -229,7 +253,7 @@ def build_stage_app(
         )
     elif context is not None:
         settings["broker_credentials"] = faust.SSLCredentials(context)
-    app = faust.App(f"{prefix}.{stage.name}", **settings)
+    app = faust.App(app_id, **settings)
     processor = StageProcessor(pipeline, stage, topics, worker)
     return StageAgent(stage, app, processor, conf.batch_size, conf.batch_wait_ms / 1000.0)
 
@@ -326,6 +350,12 @@ class StageWorker:
         if self._lag_task is not None:
             self._lag_task.cancel()
             await asyncio.gather(self._lag_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(_commit_finished(agent.app) for agent in self.agents)), limit
+            )
+        except TimeoutError:
+            log.warning("the last commit did not finish; its batches will be consumed again")
         await asyncio.gather(*(agent.app.stop() for agent in self.agents))
         await self.pipeline.close()
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
-from conftest import ensure_topics
+from broker_fixtures import ensure_topics
 from harness import CONFIGS, WorkerProcess, offline_decisions, read_outcomes, samples
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ensure_topics
+from broker_fixtures import ensure_topics
 from harness import read_outcomes, samples
 
 from stream_engine.runtime.broker import free_port

@@ -8,7 +8,7 @@ import asyncio
 import signal
 from collections import Counter
 
-from conftest import ensure_topics
+from broker_fixtures import ensure_topics
 from harness import by_id, read_outcomes, samples
 
 from stream_engine.runtime.topics import pipeline_topics

@@ -134,17 +134,20 @@ def test_the_example_pipeline_reads_its_own_topics_file():
     assert settings_file(onboarding()) == ROOT / "topics" / "customer_onboarding.yaml"
 
 
-def test_specs_take_partitions_retention_and_cleanup_policy_from_the_topics_file():
+LARGE = {"max.message.bytes": "16777216"}
+
+
+def test_specs_take_partitions_retention_cleanup_and_size_from_the_topics_file():
     specs = {spec.kind: spec for spec in topic_specs(onboarding())}
     assert specs["input"] == TopicSpec(
         "customer_onboarding.input",
         "input",
         4,
         1,
-        {"retention.ms": WEEK, "cleanup.policy": "delete"},
+        {"retention.ms": WEEK, "cleanup.policy": "delete"} | LARGE,
     )
-    assert specs["decisions"].config == {"retention.ms": MONTH, "cleanup.policy": "delete"}
-    assert specs["review"].config == {"retention.ms": QUARTER, "cleanup.policy": "delete"}
+    assert specs["decisions"].config == {"retention.ms": MONTH, "cleanup.policy": "delete"} | LARGE
+    assert specs["review"].config == {"retention.ms": QUARTER, "cleanup.policy": "delete"} | LARGE
     assert (specs["dlq"].partitions, specs["dlq"].config["retention.ms"]) == (2, QUARTER)
 
 
@@ -160,7 +163,7 @@ def test_a_pipeline_without_a_topics_file_uses_the_defaults_file(tmp_path):
     specs = {spec.kind: spec for spec in topic_specs(pipeline)}
     assert specs["stage"].name == "demo.stage.scoring"
     assert (specs["stage"].partitions, specs["stage"].config["retention.ms"]) == (4, WEEK)
-    assert specs["dlq"].config == {"retention.ms": MONTH, "cleanup.policy": "delete"}
+    assert specs["dlq"].config == {"retention.ms": MONTH, "cleanup.policy": "delete"} | LARGE
 
 
 def test_the_topics_file_is_found_relative_to_the_pipeline_file(tmp_path):

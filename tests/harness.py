@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.names import TopicNames
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""Broker fixtures for the integration suite: one embedded Tansu broker per test session, and
-a fresh pipeline per test (its own name, so its own topics and consumer groups)."""
+"""Broker fixtures for the integration and fault suites (a pytest plugin loaded by
+tests/conftest.py): one broker per test session - the embedded Tansu
+broker, or with ``--broker-kind=kafka`` / ``STREAM_ENGINE_TEST_BROKER=kafka`` a real Apache Kafka
+4.x (tests/kafka) - and a fresh pipeline per test (its own name, so its own topics and consumer
+groups)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
+import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,11 +28,13 @@ from stream_engine.runtime.broker import EmbeddedBroker
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.topics import create_topics, topic_specs
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+REQUIRE_KAFKA = "STREAM_ENGINE_REQUIRE_KAFKA"  # CI: fail instead of skipping without Java/Maven
 
 # Short timeouts so consumer groups form in a few seconds (the embedded broker makes a join
-# wait half the session timeout).
+# wait half the session timeout). Apache Kafka is started with group.min.session.timeout.ms=1000
+# so it accepts the same settings.
 FAST_RUNTIME = {
     "session_timeout_s": 3.0,
     "heartbeat_interval_s": 0.5,
@@ -40,18 +47,49 @@ _counter = itertools.count()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration needs the broker."""
+    """Everything under tests/integration needs a broker; tests/fault is the fault suite."""
     for item in items:
-        if "tests/integration" in str(item.path).replace(os.sep, "/"):
+        where = str(item.path).replace(os.sep, "/")
+        if "tests/integration/" in where:
             item.add_marker(pytest.mark.integration)
+        if "tests/fault/" in where:
+            item.add_marker(pytest.mark.fault)
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bootstrap address of an embedded broker shared by the session."""
+def broker_kind(pytestconfig: pytest.Config) -> str:
+    """``embedded`` or ``kafka`` (tests/conftest.py settles it)."""
+    kind: str = pytestconfig.getoption("broker_kind")
+    return kind
+
+
+@pytest.fixture(scope="session")
+def broker_server(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The broker shared by the session: an ``EmbeddedBroker``, or for ``kafka`` an
+    ``ApacheKafka`` (tests/kafka/apache_kafka.py: ``restart()``, ``kill()``, ``start()``)."""
+    if broker_kind == "kafka":
+        missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+        if missing:
+            if os.environ.get(REQUIRE_KAFKA):
+                pytest.fail(f"Apache Kafka needs {' and '.join(missing)} (Java 17, Maven)")
+            pytest.skip(f"Apache Kafka needs {' and '.join(missing)} (Java 17, Maven)")
+        sys.path.insert(0, str(ROOT / "tests" / "kafka"))
+        from apache_kafka import ApacheKafka
+
+        home = tmp_path_factory.mktemp("kafka")
+        with ApacheKafka(home / "data", log_file=home / "kafka.log") as node:
+            yield node
+        return
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(0, log) as running:
-        yield running.bootstrap
+        yield running
+
+
+@pytest.fixture(scope="session")
+def broker(broker_server: Any) -> str:
+    """The bootstrap address of the broker shared by the session."""
+    bootstrap: str = broker_server.bootstrap
+    return bootstrap
 
 
 @pytest.fixture
