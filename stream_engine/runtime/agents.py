@@ -209,6 +209,13 @@ async def _commit_finished(app: faust.App) -> None:
     await consumer.commit()
 
 
+def _faust_home() -> Path:
+    """Where faust may make its per-app data directories (tables are in memory)."""
+    home = Path(tempfile.gettempdir()) / "stream-engine-faust"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def build_stage_app(
     pipeline: CompiledPipeline,
     stage: StagePlan,
@@ -237,7 +244,7 @@ def build_stage_app(
         "web_enabled": False,
         "store": "memory://",
         # faust makes a data directory per app even with in-memory tables: not in the cwd.
-        "datadir": str(Path(tempfile.gettempdir()) / "stream-engine-faust" / app_id),
+        "datadir": str(_faust_home() / app_id),
         "autodiscover": False,
         "stream_wait_empty": False,
         "producer_max_request_size": MAX_TRANSPORT_BYTES,
