@@ -160,11 +160,13 @@ async def run_cases(pipeline: CompiledPipeline, cases: CaseFile) -> list[CaseRes
                 out.append(CaseResult(case.name, [f"unknown stage {case.stage!r}"]))
                 continue
             outcome = await executor.run_stage(pipeline.plan.stage(case.stage), state)
+            masker = executor.masker
+            data = masker.data(state.data) if masker and masker.mask_decisions else state.data
             answer: dict[str, Any] = {
                 "route": outcome.route.value,
                 "reasons": outcome.reasons,
                 "results": {rule: r.to_dict() for rule, r in outcome.results},
-                "data": state.data,
+                "data": data,  # as `eval --stage` prints it
                 "cost": state.cost_total,
                 "dead_letter": outcome.dead_letter.to_dict() if outcome.dead_letter else None,
             }

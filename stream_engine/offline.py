@@ -114,13 +114,15 @@ class OfflineEvaluator:
                 continue
             state = self.new_state(item)
             outcome = await self.executor.run_stage(stage, state)
+            masker = self.executor.masker
+            data = masker.data(state.data) if masker and masker.mask_decisions else state.data
             answer: dict[str, Any] = {
                 "record_id": state.record_id,
                 "stage": stage_name,
                 "route": outcome.route.value,
                 "reasons": outcome.reasons,
                 "results": {rule_id: r.to_dict() for rule_id, r in outcome.results},
-                "data": state.data,
+                "data": data,
                 "cost": state.cost_total,
             }
             if outcome.dead_letter is not None:
@@ -170,6 +172,12 @@ def plan_summary(plan: PipelinePlan, topics: TopicNames | None = None) -> dict[s
         "environment": plan.environment,
         "stop_on_stage_failure": plan.stop_on_stage_failure,
         "budget": plan.budget,
+        "pii": {
+            "fields": list(plan.pii_fields),
+            "mode": plan.pii.mode,
+            "keyed": plan.pii.hash_key is not None,
+            "mask_decisions": plan.pii.mask_decisions,
+        },
         "stages": [
             {
                 **row,

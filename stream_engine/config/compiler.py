@@ -35,6 +35,7 @@ from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import Route
+from stream_engine.core.pii import PiiPolicy
 from stream_engine.core.plan import (
     PipelinePlan,
     RuleSpec,
@@ -189,6 +190,7 @@ class Compiler:
         )
         stages = self._stages(data.get("stages"), top, services)
         self._topic_names(data.get("stages"), stages)
+        self._pii(top)
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -204,10 +206,54 @@ class Compiler:
             key_field=config.input.key_field,
             tenant_field=config.input.tenant_field,
             pii_fields=tuple(config.pii_fields),
+            pii=PiiPolicy(
+                mode=config.pii.mode,
+                hash_key=(
+                    config.pii.hash_key.get_secret_value().encode("utf-8")
+                    if config.pii.hash_key is not None
+                    else None
+                ),
+                mask_decisions=config.pii.mask_decisions,
+            ),
             environment=self.effective.environment,
         )
         breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
         return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+
+    def _pii(self, top: PipelineConfig | None) -> None:
+        """``pii_fields`` lists each field once; warn where the protection is weaker than it
+        looks (record ids taken from a PII field, hashing without a key, a ``pii`` section
+        that protects nothing)."""
+        raw = self.data.get("pii_fields")
+        seen: set[str] = set()
+        for i, name in enumerate(raw if isinstance(raw, list) else ()):
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                self.error(("pii_fields", i), f"'{name}' is listed twice")
+            seen.add(name)
+        if top is None:
+            return
+        pii = top.pii
+        configured = isinstance(self.data.get("pii"), dict) and bool(self.data["pii"])
+        if configured and not top.pii_fields:
+            self.warnings.append("pii: no pii_fields are listed, so nothing is protected")
+        if not top.pii_fields:
+            return
+        if pii.mode == "hash" and pii.hash_key is None:
+            self.warnings.append(
+                "pii.mode: hash without pii.hash_key is plain SHA-256, which a dictionary of "
+                "all SSNs or dates of birth reverses; set pii.hash_key: ${VAR}"
+            )
+        if pii.mode == "mask" and pii.hash_key is not None:
+            self.warnings.append("pii.hash_key: only used with pii.mode: hash")
+        for key in ("key_field", "tenant_field"):
+            field_name = getattr(top.input, key)
+            if field_name in seen:
+                self.warnings.append(
+                    f"input.{key}: '{field_name}' is a PII field, and its value is carried "
+                    "unprotected (Kafka keys, record ids, dead-letter headers, decisions)"
+                )
 
     def _services(self, raw: Any, default_timeout: float | None) -> dict[str, GuardedService]:
         out: dict[str, GuardedService] = {}

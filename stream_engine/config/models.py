@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    SecretStr,
+    field_validator,
+)
 
 from stream_engine.core.outcome import OnError, OnFail
 
@@ -173,6 +181,27 @@ class KafkaConfig(_Model):
     client_id: str | None = None
 
 
+class PiiConfig(_Model):
+    """How the fields listed in ``pii_fields`` are protected wherever the engine writes them
+    for people: rule messages and details, reasons, dead-letter headers, logs, and - with
+    ``mask_decisions`` - the data of decisions. The inter-stage envelope keeps real values.
+
+    ``mask`` keeps the last four characters (``*******6789``); ``hash`` writes ``sha256:`` and
+    16 hex digits of HMAC-SHA256 keyed by ``hash_key`` (use ``${VAR}``), or of plain SHA-256
+    when no key is given."""
+
+    mode: Literal["mask", "hash"] = "mask"
+    hash_key: SecretStr | None = None
+    mask_decisions: bool = False
+
+    @field_validator("hash_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (is its environment variable set to ''?)")
+        return value
+
+
 class RuntimeConfig(_Model):
     """How stage agents consume and produce."""
 
@@ -199,7 +228,8 @@ class PipelineConfig(_Model):
         default_factory=ExecutionConfig,
         validation_alias=AliasChoices("execution", "execution_settings"),
     )
-    pii_fields: list[str] = Field(default_factory=list)
+    pii_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     stages: dict[str, StageConfig] = Field(min_length=1)
     samples: str | None = None

@@ -44,6 +44,33 @@ class Source:
         return None
 
 
+_YAML = "tag:yaml.org,2002:"
+#: The only YAML tags a pipeline file may use (implicit or written out): plain data. Anything
+#: else - ``!!python/object/apply:os.system``, ``!!binary``, a local ``!Ref`` - is an error,
+#: never constructed.
+_SCALAR_TAGS = frozenset(
+    _YAML + name for name in ("null", "bool", "int", "float", "str", "timestamp")
+)
+_VALUE_TAG = _YAML + "value"  # a lone '=' - read as the text '='
+
+
+def _tag_error(node: yaml.Node) -> str | None:
+    """Why a node's tag is refused, or None when it is plain data."""
+    if isinstance(node, yaml.MappingNode):
+        allowed = node.tag == _YAML + "map"
+    elif isinstance(node, yaml.SequenceNode):
+        allowed = node.tag == _YAML + "seq"
+    else:
+        allowed = node.tag in _SCALAR_TAGS or node.tag == _VALUE_TAG
+    if allowed:
+        return None
+    shown = "!!" + node.tag.removeprefix(_YAML) if node.tag.startswith(_YAML) else node.tag
+    return (
+        f"YAML tag '{shown}' is not allowed: a pipeline file holds plain values only "
+        "(strings, numbers, booleans, null, lists and mappings)"
+    )
+
+
 class _Composer:
     """Builds plain values from a composed YAML node tree, noting lines and duplicate keys."""
 
@@ -52,8 +79,19 @@ class _Composer:
         self.lines: dict[PathKey, int] = {}
         self.errors: list[ConfigError] = []
 
+    def refuse(self, node: yaml.Node, path: PathKey) -> bool:
+        """Record an error and return True when ``node`` carries a tag that is not plain data."""
+        problem = _tag_error(node)
+        if problem is not None:
+            self.errors.append(
+                ConfigError(format_location(path), problem, node.start_mark.line + 1)
+            )
+        return problem is not None
+
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if self.refuse(node, path):
+            return None
         if isinstance(node, yaml.MappingNode):
             explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
             self.constructor.flatten_mapping(node)
@@ -61,7 +99,14 @@ class _Composer:
             out: dict[str, Any] = {}
             explicit_keys: set[str] = set()
             for position, (key_node, value_node) in enumerate(node.value):
-                key = self.constructor.construct_object(key_node, deep=True)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.errors.append(
+                        ConfigError(format_location(path), "a key must be a plain value")
+                    )
+                    continue
+                if self.refuse(key_node, path):
+                    continue
+                key = self.scalar(key_node, path)
                 if not isinstance(key, str | int | float | bool) or key is None:
                     self.errors.append(
                         ConfigError(format_location(path), f"unsupported key {key!r}")
@@ -87,10 +132,28 @@ class _Composer:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self.constructor.construct_object(node, deep=True)
+        assert isinstance(node, yaml.ScalarNode)
+        value = self.scalar(node, path)
         if hasattr(value, "isoformat"):
             return value.isoformat()
         return value
+
+    def scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        """A plain scalar's value (``!!int abc`` and the like become located errors)."""
+        if node.tag == _VALUE_TAG:
+            return node.value
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError):
+            shown = "!!" + node.tag.removeprefix(_YAML)
+            self.errors.append(
+                ConfigError(
+                    format_location(path),
+                    f"{node.value!r} is not a valid {shown}",
+                    node.start_mark.line + 1,
+                )
+            )
+            return None
 
 
 def parse_text(text: str, path: Path | None = None) -> Source:

@@ -39,6 +39,8 @@ class Decision:
     budget: float | None = None
     dead_letter: DeadLetter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The data to publish when it is not the record's own (PII-masked, ``pii.mask_decisions``).
+    data: dict[str, Any] | None = None
 
     @property
     def record_id(self) -> str:
@@ -52,8 +54,10 @@ class Decision:
 
     def to_dict(self, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The wire form (ARCHITECTURE.md, decision); ``data`` replaces the record's data,
-        e.g. with a PII-masked copy."""
+        e.g. with a PII-masked copy (by default: ``self.data``, else the record's own)."""
         state = self.state
+        if data is None:
+            data = state.data if self.data is None else self.data
         cost: dict[str, Any] = {
             "total": round(state.cost_total, 6),
             "by_rule": {k: round(v, 6) for k, v in state.cost_by_rule.items()},
@@ -68,7 +72,7 @@ class Decision:
             "reasons": self.reasons,
             "failed_rules": self.failed_rules,
             "results": {rule_id: r.to_dict() for rule_id, r in state.results.items()},
-            "data": state.data if data is None else data,
+            "data": data,
             "audit": [entry.to_dict() for entry in state.audit],
             "cost": cost,
             "latency_ms": round(self.latency_ms, 3),

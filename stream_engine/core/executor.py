@@ -16,6 +16,7 @@ from typing import Any
 from stream_engine.core.aio import await_with_timeout, gather_eager
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.outcome import DeadLetterReason, OnError, Outcome, Route
+from stream_engine.core.pii import Masker
 from stream_engine.core.plan import PipelinePlan, RuleSpec, StagePlan
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.router import (
@@ -331,6 +332,8 @@ class Executor:
         self.clock = clock
         self.rng = rng or random.Random()
         self.batch_concurrency = batch_concurrency
+        #: Protects the PII fields in what leaves a stage; None when none is configured.
+        self.masker = Masker.for_fields(plan.pii_fields, plan.pii)
         self.specs: dict[str, RuleSpec] = {
             spec.rule_id: spec for stage in plan.stages for spec in stage.rules
         }
@@ -350,6 +353,8 @@ class Executor:
         """Evaluate one stage on one record; the record's state is updated in place."""
         started_at = self.clock()
         started = time.perf_counter()
+        masker = self.masker
+        before = masker.values(state.data) if masker is not None else None
         run = _StageRun(self, stage, state)
         if not await self._condition_holds(stage, run):
             pass
@@ -361,6 +366,8 @@ class Executor:
         else:
             deadline = None if stage.timeout_s is None else started + stage.timeout_s
             await run.run_levels(deadline)
+        if masker is not None and before is not None:
+            masker.stage(run.pairs, run.dead_letter, before, state.data)
         outcome = self._route(stage, run)
         outcome.audit = AuditEntry(
             stage.name,
@@ -461,6 +468,7 @@ class Executor:
         dead_letter: DeadLetter | None,
     ) -> Decision:
         plan = self.plan
+        masker = self.masker
         return Decision(
             state=state,
             status=ROUTE_STATUS[route],
@@ -473,6 +481,7 @@ class Executor:
             config_hash=plan.config_hash,
             budget=plan.budget,
             dead_letter=dead_letter,
+            data=masker.data(state.data) if masker is not None and masker.mask_decisions else None,
         )
 
     async def run_records(self, states: Sequence[RecordState]) -> list[Decision]:

@@ -19,6 +19,23 @@ from stream_engine.errors import ExpressionError
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
+#: Every function an expression may call: CEL's standard definitions (macros, conversions,
+#: strings, timestamps, optionals) and the extension functions wired in from ``cel.stdlib``.
+#: Operators (``_==_``, ``@in``...) are not identifiers and are always allowed. A name outside
+#: this list is refused when the configuration loads - CEL would only fail at evaluation.
+KNOWN_FUNCTIONS = frozenset(
+    {
+        "all", "exists", "exists_one", "filter", "has", "map",
+        "bool", "bytes", "double", "dyn", "int", "string", "type", "uint",
+        "contains", "endsWith", "matches", "size", "startsWith",
+        "duration", "timestamp", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear",
+        "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+        "hasValue", "of", "ofNonZeroValue", "optMap", "optFlatMap", "or", "orValue", "value",
+        "max", "min",
+        *(name.rsplit(".", 1)[-1] for name in STDLIB_FUNCTIONS),
+    }
+)  # fmt: skip
+
 
 def _selected_fields(source: str, variable: str) -> frozenset[str] | None:
     """The fields of ``variable`` the source reads as ``variable.field``; None when it uses the
@@ -58,6 +75,15 @@ class Expression:
                 f"invalid CEL expression {source!r}: {_cel_message(exc)}"
             ) from exc
         used = set(self._program.functions())
+        unknown = sorted(
+            name for name in used if name.isidentifier() and name not in KNOWN_FUNCTIONS
+        )
+        if unknown:
+            raise ExpressionError(
+                f"invalid CEL expression {source!r}: unknown function"
+                + ("s " if len(unknown) > 1 else " ")
+                + ", ".join(f"'{name}'" for name in unknown)
+            )
         self._functions = {
             name: func for name, func in STDLIB_FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
         }

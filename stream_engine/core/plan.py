@@ -9,6 +9,7 @@ from typing import Any
 
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import OnError, OnFail, Route
+from stream_engine.core.pii import PiiPolicy
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.core.rule import Rule
 
@@ -75,6 +76,7 @@ class PipelinePlan:
     key_field: str | None = None
     tenant_field: str | None = None
     pii_fields: tuple[str, ...] = ()
+    pii: PiiPolicy = field(default_factory=PiiPolicy)
     environment: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 

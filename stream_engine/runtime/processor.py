@@ -5,6 +5,7 @@ make it raise: bad input and internal errors become dead letters carrying the or
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 
 from stream_engine.config.compiler import CompiledPipeline
@@ -89,8 +90,8 @@ class StageProcessor:
         try:
             outcomes = await self.executor.run_stage_batch(self.stage, states)
             return list(zip(sources, states, outcomes, strict=True))
-        except Exception:
-            log.exception("stage %s: batch failed, retrying record by record", self.stage.name)
+        except Exception as exc:  # noqa: BLE001 - logged, then the records are retried one by one
+            self._log_batch_failure(exc, states)
         out = []
         for message, state in zip(sources, states, strict=True):
             try:
@@ -103,12 +104,33 @@ class StageProcessor:
                     dead_letter=DeadLetter(
                         DeadLetterReason.INTERNAL_ERROR,
                         self.stage.name,
-                        str(exc)[:500],
+                        self._scrub(str(exc), state)[:500],
                         error_class=type(exc).__name__,
                     ),
                 )
             out.append((message, state, outcome))
         return out
+
+    def _scrub(self, text: str, *states: RecordState) -> str:
+        """``text`` without the PII values of ``states`` (unchanged when none is configured)."""
+        masker = self.executor.masker
+        if masker is None:
+            return text
+        needles = {needle for state in states for needle in masker.needles(state.data)}
+        return masker.scrub(text, sorted(needles, key=len, reverse=True))
+
+    def _log_batch_failure(self, exc: Exception, states: list[RecordState]) -> None:
+        """The traceback of a failed batch, logged without the records' PII values (an
+        exception's message may quote them)."""
+        if self.executor.masker is None:
+            log.error(
+                "stage %s: batch failed, retrying record by record",
+                self.stage.name,
+                exc_info=exc,
+            )
+            return
+        text = self._scrub("".join(traceback.format_exception(exc)).rstrip(), *states)
+        log.error("stage %s: batch failed, retrying record by record\n%s", self.stage.name, text)
 
     def _route(
         self, report: BatchReport, message: Incoming, state: RecordState, outcome: StageOutcome

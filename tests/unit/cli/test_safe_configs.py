@@ -1,0 +1,259 @@
+"""Safe by construction: a pipeline file cannot run Python or import a module by path - not
+through a class name, a CEL expression or a YAML tag. Each attempt is refused by
+``stream-engine validate`` with a located error (exit 1, no traceback), and the side effect it
+aimed for never happens. Connection secrets never appear in what ``validate`` and ``plan``
+print, nor in the logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from stream_engine.cli import main
+from stream_engine.pipeline import load_pipeline
+from stream_engine.runtime.kafka import KafkaSettings
+
+LOCATED = re.compile(r"^error: [\w.\[\]-]+: .+ \(line \d+\)$")
+SECRET = "s3cr3t-sasl-password"
+PII_KEY = "s3cr3t-pii-hash-key"
+
+
+def validate(path: Path, *options: str, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(main, ["validate", str(path), *options], env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def assert_refused(result: Result, location: str, *words: str) -> None:
+    """Exit 1, one located error at ``location`` saying ``words``, no traceback."""
+    assert result.exit_code == 1, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors, result.stderr
+    mine = [e for e in errors if e.startswith(f"error: {location}: ")]
+    assert len(mine) == 1, errors
+    assert LOCATED.match(mine[0]), mine[0]
+    for word in words:
+        assert word in mine[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def pipeline_text(rule: str = "{class: RequiredFields, params: {fields: [name]}}") -> str:
+    return f"pipeline: demo\nstages:\n  checks:\n    rules:\n      r: {rule}\n"
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """A file that exists only if a payload ran."""
+    return tmp_path / "pwned"
+
+
+# -- class names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "os.system",
+        "builtins.eval",
+        "builtins:exec",
+        "subprocess.Popen",
+        "stream_engine.rules.text:TrimWhitespace",
+        "stream_engine.rules.text.TrimWhitespace",
+    ],
+)
+def test_a_rule_class_cannot_name_python_by_path(tmp_path, marker, name):
+    payload = f"open({str(marker)!r}, 'w').close()"
+    rule = f"{{class: {name!r}, params: {{command: 'touch {marker}', source: {payload!r}}}}}"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline_text(rule))
+
+    assert_refused(validate(path), "stages.checks.rules.r.class", f"unknown rule class '{name}'")
+    assert not marker.exists()
+
+
+def test_a_service_class_cannot_name_python_by_path(tmp_path, marker):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        pipeline_text()
+        + f"services:\n  shell: {{class: os.system, params: {{command: 'touch {marker}'}}}}\n"
+    )
+    assert_refused(validate(path), "services.shell.class", "unknown service class 'os.system'")
+    assert not marker.exists()
+
+
+# -- CEL ----------------------------------------------------------------------------------
+
+CEL_ATTEMPTS = [
+    "__import__('os').system('touch {marker}') == 0",
+    "os.system('touch {marker}') == 0",
+    "eval(\"open('{marker}', 'w')\") != null",
+]
+
+
+@pytest.mark.parametrize("source", CEL_ATTEMPTS)
+@pytest.mark.parametrize(
+    ("where", "location"),
+    [
+        ("condition", "stages.checks.condition"),
+        ("when", "stages.checks.rules.r.when"),
+        ("expr", "stages.checks.rules.r.params.expr"),
+    ],
+)
+def test_a_cel_expression_cannot_call_python(tmp_path, marker, source, where, location):
+    expression = source.format(marker=marker)
+    stage: dict[str, Any] = {
+        "rules": {"r": {"class": "RequiredFields", "params": {"fields": ["a"]}}}
+    }
+    if where == "condition":
+        stage["condition"] = expression
+    elif where == "when":
+        stage["rules"]["r"]["when"] = expression
+    else:
+        stage["rules"]["r"] = {
+            "class": "DerivedField",
+            "params": {"field": "x", "expr": expression},
+        }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"pipeline": "demo", "stages": {"checks": stage}}))
+
+    assert_refused(validate(path), location, "unknown function")
+    assert not marker.exists()
+    result = CliRunner().invoke(main, ["eval", str(path)], input='{"a": 1, "explode": true}\n')
+    assert result.exit_code == 1
+    assert not marker.exists()
+
+
+# -- YAML tags ----------------------------------------------------------------------------
+
+YAML_ATTEMPTS = [
+    ("rule", "r: !!python/object/apply:os.system ['touch {marker}']", "stages.checks.rules.r"),
+    (
+        "class",
+        "r: {{class: !!python/object/apply:os.system ['touch {marker}'], params: {{}}}}",
+        "stages.checks.rules.r.class",
+    ),
+    (
+        "param",
+        "r: {{class: RequiredFields, params: {{fields: !!python/object/new:os.system "
+        "['touch {marker}']}}}}",
+        "stages.checks.rules.r.params.fields",
+    ),
+    (
+        "name",
+        "r: {{class: !!python/name:os.system '', params: {{}}}}",
+        "stages.checks.rules.r.class",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("_", "rule", "location"), YAML_ATTEMPTS, ids=[a[0] for a in YAML_ATTEMPTS]
+)
+def test_a_yaml_python_tag_is_refused_and_never_constructed(tmp_path, marker, _, rule, location):
+    text = (
+        "pipeline: demo\nstages:\n  checks:\n    rules:\n      " + rule.format(marker=marker) + "\n"
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+
+    assert_refused(validate(path), location, "YAML tag '!!python/", "is not allowed")
+    assert not marker.exists()
+
+
+def test_the_yaml_payload_is_live_so_its_absence_proves_it_was_not_constructed(tmp_path, marker):
+    text = pipeline_text(f"!!python/object/apply:os.system ['touch {marker}']")
+    yaml.unsafe_load(text)  # what an unsafe loader would do with the same file
+    assert marker.exists()
+
+
+def test_a_local_yaml_tag_is_refused_too(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline_text("{class: !Ref RequiredFields, params: {fields: [a]}}"))
+    assert_refused(validate(path), "stages.checks.rules.r.class", "YAML tag '!Ref'")
+
+
+# -- connection secrets -------------------------------------------------------------------
+
+
+def secret_pipeline(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        pipeline_text()
+        + "kafka:\n"
+        + "  bootstrap_servers: broker-1:9093\n"
+        + "  security_protocol: SASL_SSL\n"
+        + "  sasl_mechanism: SCRAM-SHA-512\n"
+        + "  sasl_username: stream-engine\n"
+        + "  sasl_password: ${SECRET}\n"
+        + "pii_fields: [ssn]\n"
+        + "pii:\n  mode: hash\n  hash_key: ${PII_KEY}\n"
+        + extra
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["validate"],
+        ["validate", "--format", "json"],
+        ["plan"],
+        ["plan", "--format", "json"],
+        ["plan", "--format", "mermaid"],
+    ],
+)
+def test_secrets_never_appear_in_validate_or_plan_output(tmp_path, command):
+    path = secret_pipeline(tmp_path)
+    env = {"SECRET": SECRET, "PII_KEY": PII_KEY}
+    result = CliRunner().invoke(main, [command[0], str(path), *command[1:]], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert PII_KEY not in result.stdout + result.stderr
+
+
+def test_secrets_never_appear_in_the_errors_of_a_broken_config(tmp_path):
+    path = secret_pipeline(tmp_path, "runtime:\n  batch_size: ${SECRET}\n")
+    for options in ([], ["--format", "json"]):
+        result = validate(path, *options, env={"SECRET": SECRET, "PII_KEY": PII_KEY})
+        assert result.exit_code == 1
+        assert "runtime.batch_size" in result.stdout + result.stderr
+        assert SECRET not in result.stdout + result.stderr
+
+
+def test_secrets_never_appear_in_logs_or_in_what_would_be_logged(tmp_path, caplog, monkeypatch):
+    monkeypatch.setitem(os.environ, "SECRET", SECRET)
+    monkeypatch.setitem(os.environ, "PII_KEY", PII_KEY)
+    caplog.set_level(logging.DEBUG)
+    pipeline = load_pipeline(secret_pipeline(tmp_path))
+    settings = KafkaSettings.resolve(pipeline.config.kafka)
+    assert settings.sasl_password == SECRET  # it is there, for the client
+    logging.getLogger("stream_engine").info("connecting to %s", settings.describe())
+    shown = [caplog.text, repr(settings), repr(pipeline.config), repr(pipeline.plan)]
+    shown += [str(pipeline.config.kafka), pipeline.config.model_dump_json()]
+    for text in shown:
+        assert SECRET not in text
+        assert PII_KEY not in text
+
+
+def test_plan_says_how_pii_is_protected_and_whether_keyed_but_never_the_key(tmp_path):
+    path = secret_pipeline(tmp_path)
+    env = {"SECRET": SECRET, "PII_KEY": PII_KEY}
+    result = CliRunner().invoke(main, ["plan", str(path), "--format", "json"], env=env)
+    summary = orjson.loads(result.stdout)
+    assert summary["pii"] == {
+        "fields": ["ssn"],
+        "mode": "hash",
+        "keyed": True,
+        "mask_decisions": False,
+    }
+    table = CliRunner().invoke(main, ["plan", str(path)], env=env).stdout
+    assert "pii: ssn hashed in messages, reasons, dead-letter headers, logs" in table
