@@ -166,3 +166,12 @@ async def offline_decisions(pipeline: Any, records: list[dict[str, Any]]) -> dic
 
     evaluator = OfflineEvaluator(pipeline)
     return {d["record_id"]: d async for d in evaluator.decisions(records)}
+
+
+def numbered(count: int) -> list[dict[str, Any]]:
+    """``count`` onboarding sample applications, each with its own id."""
+    base = samples()
+    return [
+        base[i % len(base)] | {"application_id": f"{base[i % len(base)]['application_id']}-{i}"}
+        for i in range(count)
+    ]

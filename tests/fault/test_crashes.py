@@ -11,20 +11,11 @@ from collections import Counter
 
 import pytest
 from broker_fixtures import ensure_topics
-from harness import read_outcomes, samples
+from harness import numbered, read_outcomes
 
 from stream_engine.runtime.topics import pipeline_topics
 
 BATCH = 200
-
-
-def numbered(count: int) -> list[dict]:
-    """``count`` sample applications, each with its own id."""
-    base = samples()
-    return [
-        base[i % len(base)] | {"application_id": f"{base[i % len(base)]['application_id']}-{i}"}
-        for i in range(count)
-    ]
 
 
 @pytest.fixture

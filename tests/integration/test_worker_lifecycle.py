@@ -9,18 +9,9 @@ import signal
 from collections import Counter
 
 from broker_fixtures import ensure_topics
-from harness import by_id, read_outcomes, samples
+from harness import by_id, numbered, read_outcomes
 
 from stream_engine.runtime.topics import pipeline_topics
-
-
-def numbered(count: int) -> list[dict]:
-    """``count`` sample applications, each with its own id."""
-    base = samples()
-    return [
-        base[i % len(base)] | {"application_id": f"{base[i % len(base)]['application_id']}-{i}"}
-        for i in range(count)
-    ]
 
 
 async def wait_for_outcomes(kafka, pipeline, at_least: int, timeout_s: float = 60.0) -> None:
