@@ -21,7 +21,7 @@ from stream_engine.runtime.endpoint import MetricsEndpoint
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport
-from stream_engine.runtime.tools import publish, read_records, tail
+from stream_engine.runtime.tools import publish, read_records
 from stream_engine.runtime.topics import create_topics, pipeline_topics, topic_specs
 
 log = logging.getLogger("stream_engine")
@@ -114,12 +114,9 @@ async def run_demo(
     def count(n: int) -> None:
         summary.published += n
 
-    chunk = max(int(rate), 1)
-    for start in itertools.count(0, chunk):
-        if stop.is_set():
-            return
-        batch = [values[i % len(values)] for i in range(start, start + chunk)]
-        await publish(batch, topics.input, kafka, pipeline.plan.key_field, rate, count)
+    # One producer for the whole demo; ``publish`` paces the endless rounds at ``rate``.
+    rounds = itertools.takewhile(lambda _: not stop.is_set(), itertools.cycle(values))
+    await publish(rounds, topics.input, kafka, pipeline.plan.key_field, rate, count)
 
 
 async def dev(
@@ -191,4 +188,4 @@ async def _report(summary: Summary, show: Callable[[Summary], None], stop: async
     show(summary)
 
 
-__all__ = ["Summary", "dev", "quiet_libraries", "serve", "tail"]
+__all__ = ["Summary", "dev", "quiet_libraries", "serve"]
