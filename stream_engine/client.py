@@ -9,6 +9,7 @@ iterate the decisions that come out (approved/completed, rejected, review, dead 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -120,8 +121,6 @@ class Client:
     ) -> dict[str, dict[str, Any]]:
         """The first outcome of each record id, read from the start of the output topics;
         raises ``TimeoutError`` naming what is missing when the deadline passes."""
-        import asyncio
-
         wanted = set(record_ids)
         found: dict[str, dict[str, Any]] = {}
 
