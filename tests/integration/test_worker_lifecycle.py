@@ -102,7 +102,7 @@ async def test_two_workers_of_one_stage_split_its_partitions(
 
 
 def _assigned(worker) -> set:
-    return {tp.partition for agent in worker.agents for tp in agent.app.consumer.assignment()}
+    return {partition for agent in worker.agents for _, partition in agent.assignment()}
 
 
 async def _until_assigned(*workers, timeout_s: float = 30.0) -> None:
