@@ -110,7 +110,7 @@ PipelineFactory = Callable[..., CompiledPipeline]
 
 
 @pytest.fixture
-def make_pipeline(tmp_path: Path, broker: str) -> PipelineFactory:
+def make_pipeline(tmp_path: Path, broker: str, driver: str) -> PipelineFactory:
     """Writes a copy of an example pipeline under a unique name, with fast runtime settings
     and the given ``dotted.path=value`` changes, and loads it. Returns the compiled pipeline;
     its file is ``pipeline.effective.path``."""
@@ -122,7 +122,7 @@ def make_pipeline(tmp_path: Path, broker: str) -> PipelineFactory:
         data["samples"] = str(CONFIGS / data["samples"])
         data["topics"]["file"] = str((source.parent / data["topics"]["file"]).resolve())
         data["kafka"] = {"bootstrap_servers": broker}
-        data.setdefault("runtime", {}).update(FAST_RUNTIME)
+        data.setdefault("runtime", {}).update(FAST_RUNTIME, driver=driver)
         for dotted, value in changes.items():
             set_path(data, dotted.replace("__", "."), value)
         path = tmp_path / f"{data['pipeline']}.yaml"

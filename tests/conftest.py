@@ -9,6 +9,7 @@ import pytest
 pytest_plugins = ["broker_fixtures"]
 
 BROKER_KINDS = ("embedded", "kafka")
+DRIVERS = ("batch", "faust")
 BROKER_ENV = "STREAM_ENGINE_TEST_BROKER"
 
 
@@ -23,6 +24,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"(Apache Kafka 4.x from Maven Central, needs Java 17 and mvn); default ${BROKER_ENV}"
         ),
     )
+
+    parser.addoption(
+        "--driver",
+        dest="driver",
+        choices=(*DRIVERS, "all"),
+        default="all",
+        help=(
+            "the stage driver(s) the broker tests run with: 'batch', 'faust' or 'all' (default: "
+            "every test that runs a pipeline runs once per driver)"
+        ),
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that run a pipeline (the ``driver`` fixture, via ``make_pipeline``) run once per
+    stage driver."""
+    if "driver" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("driver")
+        metafunc.parametrize("driver", DRIVERS if chosen == "all" else (chosen,))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     PositiveFloat,
     SecretStr,
+    ValidationInfo,
     field_validator,
 )
 
@@ -205,6 +206,9 @@ class PiiConfig(_Model):
 class RuntimeConfig(_Model):
     """How stage agents consume and produce."""
 
+    #: ``batch``: aiokafka batches straight into the core; ``faust``: faust agents.
+    driver: Literal["batch", "faust"] = "batch"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_wait_ms: int = Field(50, ge=1, le=60_000)
     max_message_bytes: int = Field(1_048_576, ge=1024)
@@ -215,6 +219,13 @@ class RuntimeConfig(_Model):
     shutdown_timeout_s: float = Field(30.0, gt=0)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9464, ge=0, le=65535)
+
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _transactions_need_batch(cls, value: str, info: ValidationInfo) -> str:
+        if value == "exactly_once" and info.data.get("driver") == "faust":
+            raise ValueError("exactly_once needs runtime.driver: batch (Kafka transactions)")
+        return value
 
 
 class PipelineConfig(_Model):

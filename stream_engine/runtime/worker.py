@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.errors import StreamEngineError
+from stream_engine.errors import ConfigError, StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
 from stream_engine.runtime.endpoint import MetricsEndpoint
@@ -59,11 +59,12 @@ async def serve(
             f"metrics endpoint: cannot listen on {conf.metrics_host}:{port} ({exc.strerror}); "
             "choose another with --metrics-port (0: any free port)"
         ) from None
+    failure: BaseException | None = None
     try:
         await worker.start()
         if on_ready is not None:
             on_ready(worker, endpoint)
-        await stop.wait()
+        failure = await worker.until_stopped(stop)
     finally:
         log.info("stopping: finishing in-flight batches")
         await worker.stop()
@@ -71,6 +72,10 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+    if failure is not None:
+        if isinstance(failure, StreamEngineError):
+            raise failure
+        raise StreamEngineError(f"a stage stopped: {type(failure).__name__}: {failure}")
     return worker
 
 
@@ -133,6 +138,12 @@ async def dev(
     """Embedded broker, topics, every stage and the metrics endpoint; optionally the demo
     publisher."""
     stop = stop or asyncio.Event()
+    if pipeline.config.runtime.processing_guarantee == "exactly_once":
+        raise ConfigError(
+            "runtime.processing_guarantee",
+            "exactly_once needs Kafka transactions, which the embedded broker cannot do; "
+            "use at_least_once with dev, or run against Apache Kafka",
+        )
     pipeline = for_embedded_broker(pipeline)
     with EmbeddedBroker(port, log_file) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
