@@ -60,10 +60,12 @@ async def read_outcomes(
     timeout_s: float = 60.0,
     quiet_s: float = 1.0,
     strict: bool = True,
+    committed: bool = False,
 ) -> list[Outcome]:
     """Every message on the four output topics, from the start, until ``expected`` messages
     arrived and the topics stayed quiet for ``quiet_s`` (so extra duplicates are seen too).
-    Past the deadline: AssertionError, or with ``strict=False`` what arrived."""
+    Past the deadline: AssertionError, or with ``strict=False`` what arrived. ``committed``:
+    read only committed transactions (what exactly-once consumers see)."""
     import asyncio
 
     kinds = {topics.for_output(k): k for k in ("decisions", "rejected", "review", "dlq")}
@@ -73,6 +75,7 @@ async def read_outcomes(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed" if committed else "read_uncommitted",
     )
     await consumer.start()
     found: list[Outcome] = []

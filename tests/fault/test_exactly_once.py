@@ -1,0 +1,53 @@
+"""Exactly-once on Apache Kafka: with ``processing_guarantee: exactly_once`` a worker killed
+three times mid-run leaves every record id exactly once on the output topics (as
+read_committed consumers see them). Run with ``-s`` for the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from broker_fixtures import ensure_topics
+from harness import numbered, read_outcomes
+from test_crashes import tally
+
+from stream_engine.runtime.topics import pipeline_topics
+
+
+@pytest.fixture
+def transactional(broker_kind, driver):
+    if broker_kind != "kafka":
+        pytest.skip("transactions need Apache Kafka (--broker-kind=kafka)")
+    if driver != "batch":
+        pytest.skip("exactly_once is a mode of the batch driver")
+
+
+async def test_exactly_once_keeps_each_record_once_through_three_sigkills(
+    transactional, make_pipeline, kafka, client_for, worker_process
+):
+    pipeline = make_pipeline(runtime__batch_size=200, runtime__processing_guarantee="exactly_once")
+    records = numbered(10_000)
+    topics = pipeline_topics(pipeline)
+    await ensure_topics(pipeline, kafka)
+    worker = worker_process(pipeline.effective.path)
+    await asyncio.to_thread(worker.wait_ready)
+    client = await client_for(pipeline)
+    started = time.monotonic()
+
+    await client.publish_many(records)
+    kills = 0
+    for threshold in (1_500, 4_000, 7_000):
+        await read_outcomes(kafka, topics, threshold, 300, quiet_s=0, committed=True)
+        worker.kill()
+        kills += 1
+        worker = worker_process(pipeline.effective.path)
+    outcomes = await read_outcomes(kafka, topics, len(records), 600, quiet_s=3, committed=True)
+    lost, duplicates = tally(outcomes, records)
+
+    print(
+        f"\nexactly-once: {len(records)} records, {kills} SIGKILLs, lost {lost}, "
+        f"duplicates {duplicates}, {time.monotonic() - started:.0f}s"
+    )
+    assert lost == 0
+    assert duplicates == 0
