@@ -292,7 +292,7 @@ BROKER_OPTION = click.option(
 def _kafka(pipeline: CompiledPipeline, broker: str | None) -> Any:
     from stream_engine.runtime.kafka import KafkaSettings
 
-    return KafkaSettings.resolve(pipeline.config.kafka, broker)
+    return KafkaSettings.for_pipeline(pipeline, broker)
 
 
 def _input_topic(pipeline: CompiledPipeline) -> str:

@@ -44,7 +44,7 @@ class Client:
 
             pipeline = load_pipeline(pipeline, environment)
         self.pipeline = pipeline
-        self.kafka = KafkaSettings.resolve(pipeline.config.kafka, broker)
+        self.kafka = KafkaSettings.for_pipeline(pipeline, broker)
         self.topics: TopicNames = pipeline_topics(pipeline)
         self._stack = contextlib.AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
@@ -101,7 +101,7 @@ class Client:
             raise StreamEngineError(f"unknown output(s) {unknown}; choose from {list(OUTPUTS)}")
         consumer = AIOKafkaConsumer(
             *(self.topics.for_output(o) for o in outputs),
-            **self.kafka.aiokafka(),
+            **self.kafka.consumer(),
             group_id=group_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=group_id is not None,

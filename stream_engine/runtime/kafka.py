@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
+from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.config.models import KafkaConfig
 from stream_engine.errors import BrokerError
 
@@ -35,6 +36,8 @@ class KafkaSettings:
     sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     client_id: str = "stream-engine"
+    #: ``read_committed`` for pipelines that write in transactions (exactly_once).
+    isolation_level: str = "read_uncommitted"
 
     @classmethod
     def resolve(
@@ -42,8 +45,10 @@ class KafkaSettings:
         config: KafkaConfig | None = None,
         broker: str | None = None,
         environ: Mapping[str, str] | None = None,
+        read_committed: bool = False,
     ) -> KafkaSettings:
-        """Config, then ``STREAM_ENGINE_BROKER`` (and friends), then ``--broker``."""
+        """Config, then ``STREAM_ENGINE_BROKER`` (and friends), then ``--broker``; consumers
+        read only committed transactions with ``read_committed``."""
         env = os.environ if environ is None else environ
         config = config or KafkaConfig()
         password = config.sasl_password.get_secret_value() if config.sasl_password else None
@@ -59,7 +64,15 @@ class KafkaSettings:
             sasl_password=pick("SASL_PASSWORD", password),
             ssl_cafile=pick("SSL_CAFILE", config.ssl_cafile),
             client_id=config.client_id or "stream-engine",
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
+
+    @classmethod
+    def for_pipeline(cls, pipeline: CompiledPipeline, broker: str | None = None) -> KafkaSettings:
+        """A pipeline's settings; its consumers read only committed transactions when its
+        stages write in them (exactly_once)."""
+        exactly_once = pipeline.config.runtime.processing_guarantee == "exactly_once"
+        return cls.resolve(pipeline.config.kafka, broker, read_committed=exactly_once)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A TLS context for SSL and SASL_SSL, trusting ``ssl_cafile`` when given."""
@@ -82,6 +95,10 @@ class KafkaSettings:
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password
         return kwargs
+
+    def consumer(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for an aiokafka consumer of output or dead-letter topics."""
+        return {**self.aiokafka(), "isolation_level": self.isolation_level, **extra}
 
     def producer(self, **extra: Any) -> dict[str, Any]:
         """Keyword arguments for an aiokafka producer: acks=all, no idempotence (the embedded

@@ -92,7 +92,7 @@ async def replay(
     partitions = (await describe_topics([topics.dlq], kafka))[topics.dlq]
     if not partitions:
         raise StreamEngineError(f"topic {topics.dlq} does not exist")
-    consumer = AIOKafkaConsumer(**kafka.aiokafka(), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.consumer(), group_id=None, enable_auto_commit=False)
     async with connected(consumer, kafka):
         tps = [TopicPartition(topics.dlq, p) for p in range(partitions)]
         consumer.assign(tps)

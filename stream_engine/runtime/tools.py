@@ -152,7 +152,7 @@ async def tail(
     """Messages of ``topics`` as JSON objects, without joining a consumer group."""
     consumer = AIOKafkaConsumer(
         *topics,
-        **kafka.aiokafka(),
+        **kafka.consumer(),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
