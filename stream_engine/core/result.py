@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream_engine.core.outcome import Outcome, Route
@@ -57,9 +57,13 @@ class RuleResult:
     cost: float = 0.0
     error_kind: str | None = None
     action: Route | None = None
+    #: The wire form it was read from (an earlier stage's result): written back unchanged.
+    wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (ARCHITECTURE.md, envelope ``results``)."""
+        if self.wire is not None:
+            return self.wire
         out: dict[str, Any] = {
             "stage": self.stage,
             "outcome": self.outcome.value,
@@ -81,7 +85,7 @@ class RuleResult:
         action = raw.get("action")
         return cls(
             stage=str(raw.get("stage", "")),
-            outcome=Outcome(raw["outcome"]),
+            outcome=_OUTCOMES[raw["outcome"]],
             message=str(raw.get("message", "")),
             details=raw.get("details") or None,
             duration_ms=float(raw.get("duration_ms", 0.0)),
@@ -89,4 +93,8 @@ class RuleResult:
             cost=float(raw.get("cost", 0.0)),
             error_kind=raw.get("error"),
             action=Route(action) if action else None,
+            wire=raw,
         )
+
+
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}

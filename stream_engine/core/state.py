@@ -26,9 +26,13 @@ class AuditEntry:
     duration_ms: float
     route: Route
     worker: str
+    #: The wire form it was read from (an earlier stage's visit): written back unchanged.
+    wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (ARCHITECTURE.md, envelope ``audit``)."""
+        if self.wire is not None:
+            return self.wire
         return {
             "stage": self.stage,
             "started_at": iso_time(self.started_at),

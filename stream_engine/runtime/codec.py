@@ -187,6 +187,7 @@ class Codec:
                     float(a["duration_ms"]),
                     Route(a["route"]),
                     a["worker"],
+                    a,
                 )
                 for a in envelope.get("audit", [])
             ],
