@@ -98,6 +98,9 @@ class BatchStage(StageDriver):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=conf.batch_size,
+            # A broker may hold a fetch for its whole maximum wait (Tansu does): never longer
+            # than a batch is allowed to wait.
+            fetch_max_wait_ms=conf.batch_wait_ms,
             session_timeout_ms=int(conf.session_timeout_s * 1000),
             heartbeat_interval_ms=int(conf.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(max(conf.session_timeout_s * 2, 10.0) * 1000),
