@@ -8,17 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.peers.onboarding_rules import STAGES, STATUS_OF_ROUTE
-from benchmarks.topology import Topology
+from benchmarks.topology import STATUS_OF_OUTPUT, Topology
 
 KEY_FIELD = "application_id"
 FIRST_STAGE, *_, LAST_STAGE = STAGES
 #: The output topic of each decision status.
-OUTPUT_OF_STATUS = {
-    "approved": "decisions",
-    "rejected": "rejected",
-    "review": "review",
-    "dead_letter": "dlq",
-}
+OUTPUT_OF_STATUS = {status: output for output, status in STATUS_OF_OUTPUT.items()}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,17 @@ def tally(outcomes, records) -> tuple[int, int]:
     return lost, sum(ids.values()) - len(ids)
 
 
+async def kill_at(thresholds, worker, worker_process, pipeline, kafka, committed=False) -> int:
+    """SIGKILL the worker each time the outputs reach the next threshold, and start a new one
+    on the same config; returns the number of kills."""
+    topics = pipeline_topics(pipeline)
+    for threshold in thresholds:
+        await read_outcomes(kafka, topics, threshold, 300, quiet_s=0, committed=committed)
+        worker.kill()
+        worker = worker_process(pipeline.effective.path)
+    return len(thresholds)
+
+
 async def test_a_worker_killed_three_times_during_20000_records_loses_nothing(
     apache_kafka, make_pipeline, kafka, client_for, worker_process
 ):
@@ -46,12 +57,7 @@ async def test_a_worker_killed_three_times_during_20000_records_loses_nothing(
     started = time.monotonic()
 
     await client.publish_many(records)
-    kills = 0
-    for threshold in (3_000, 8_000, 13_000):
-        await read_outcomes(kafka, topics, threshold, 300, quiet_s=0)
-        worker.kill()
-        kills += 1
-        worker = worker_process(pipeline.effective.path)
+    kills = await kill_at((3_000, 8_000, 13_000), worker, worker_process, pipeline, kafka)
     outcomes = await read_outcomes(kafka, topics, len(records), 600)
     lost, duplicates = tally(outcomes, records)
 

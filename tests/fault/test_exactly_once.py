@@ -10,7 +10,7 @@ import time
 import pytest
 from broker_fixtures import ensure_topics
 from harness import numbered, read_outcomes
-from test_crashes import tally
+from test_crashes import kill_at, tally
 
 from stream_engine.runtime.topics import pipeline_topics
 
@@ -36,12 +36,7 @@ async def test_exactly_once_keeps_each_record_once_through_three_sigkills(
     started = time.monotonic()
 
     await client.publish_many(records)
-    kills = 0
-    for threshold in (1_500, 4_000, 7_000):
-        await read_outcomes(kafka, topics, threshold, 300, quiet_s=0, committed=True)
-        worker.kill()
-        kills += 1
-        worker = worker_process(pipeline.effective.path)
+    kills = await kill_at((1_500, 4_000, 7_000), worker, worker_process, pipeline, kafka, True)
     outcomes = await read_outcomes(kafka, topics, len(records), 600, quiet_s=3, committed=True)
     lost, duplicates = tally(outcomes, records)
 
