@@ -152,6 +152,9 @@ class BatchStage(StageDriver):
                 self.fail(exc)
         except BrokerError as exc:
             self.fail(exc)
+        except Exception as exc:  # a bug here must stop the worker, not leave it idle
+            log.exception("stage %s: stopped by an internal error", self.stage.name)
+            self.fail(exc)
 
     async def _handle(self, batch: Batch) -> None:
         owned = self.consumer.assignment()
