@@ -36,8 +36,9 @@ class RuleSpec:
 
     @staticmethod
     def detect_async(rule: Rule[Any]) -> bool:
-        """Whether ``rule.evaluate`` is a coroutine function (decided once, at load)."""
-        return inspect.iscoroutinefunction(rule.evaluate)
+        """Whether ``rule.evaluate`` may have to be awaited: a coroutine function, or a
+        rule that says so (``may_await``); decided once, at load."""
+        return inspect.iscoroutinefunction(rule.evaluate) or rule.may_await
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,20 +81,27 @@ class RuleResult:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RuleResult:
-        """Rebuild a result read back from an envelope."""
+        """Rebuild a result read back from an envelope (once per result per hop: positional
+        arguments, and numbers converted only when they are not numbers already)."""
         action = raw.get("action")
+        duration = raw.get("duration_ms", 0.0)
+        attempts = raw.get("attempts", 0)
+        cost = raw.get("cost", 0.0)
+        message = raw.get("message", "")
+        stage = raw.get("stage", "")
         return cls(
-            stage=str(raw.get("stage", "")),
-            outcome=_OUTCOMES[raw["outcome"]],
-            message=str(raw.get("message", "")),
-            details=raw.get("details") or None,
-            duration_ms=float(raw.get("duration_ms", 0.0)),
-            attempts=int(raw.get("attempts", 0)),
-            cost=float(raw.get("cost", 0.0)),
-            error_kind=raw.get("error"),
-            action=Route(action) if action else None,
-            wire=raw,
+            stage if type(stage) is str else str(stage),
+            _OUTCOMES[raw["outcome"]],
+            message if type(message) is str else str(message),
+            raw.get("details") or None,
+            duration if type(duration) is float else float(duration),
+            attempts if type(attempts) is int else int(attempts),
+            cost if type(cost) is float else float(cost),
+            raw.get("error"),
+            _ROUTES[action] if action else None,
+            raw,
         )
 
 
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+_ROUTES = {route.value: route for route in Route}

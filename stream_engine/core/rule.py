@@ -48,6 +48,9 @@ class Rule(ABC, Generic[P]):
     #: ``asyncio.timeout`` of its own; I/O goes through ``Service`` objects), so the engine
     #: may start it without a task and move it to one only if it really waits.
     inline_safe: ClassVar[bool] = False
+    #: True when a plain ``evaluate`` may return an awaitable instead of a Verdict (a rule
+    #: that answers at once when it can, and awaits only when it must).
+    may_await: ClassVar[bool] = False
 
     def __init__(self, params: P) -> None:
         self.params = params

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from stream_engine.core.aio import await_with_timeout
-from stream_engine.core.breaker import CircuitBreaker
+from stream_engine.core.breaker import BreakerState, CircuitBreaker
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.errors import RuleTimeoutError, ServiceError
 
@@ -52,10 +52,25 @@ class GuardedService:
         self.calls = 0
         # A service that answers from memory never waits, so it cannot run past a timeout.
         self._may_suspend = getattr(service, "may_suspend", True) and timeout_s is not None
+        #: It can answer synchronously: ``answer(request)``, never suspending.
+        self._answers_now = not getattr(service, "may_suspend", True) and callable(
+            getattr(service, "answer", None)
+        )
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Call the service, retrying retryable failures, failing fast when the breaker is open."""
-        attempt = 0
+    @property
+    def immediate(self) -> bool:
+        """The next call can be answered now, without a coroutine (``answer_now``): the
+        service answers from memory and the breaker is closed."""
+        return self._answers_now and (
+            self.breaker is None or self.breaker.state is BreakerState.CLOSED
+        )
+
+    async def call(self, request: dict[str, Any], failed_attempts: int = 0) -> dict[str, Any]:
+        """Call the service, retrying retryable failures, failing fast when the breaker is
+        open. ``failed_attempts``: attempts already made and failed (by ``answer_now``)."""
+        attempt = failed_attempts
+        if attempt:
+            await asyncio.sleep(self.retry.delay(attempt, self._rng))
         while True:
             attempt += 1
             try:
@@ -65,15 +80,43 @@ class GuardedService:
                     raise
             await asyncio.sleep(self.retry.delay(attempt, self._rng))
 
+    def answer_now(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One attempt, answered synchronously (only when ``immediate``): the breaker and the
+        observer see it as they see an attempt of ``call``; a failure is raised, not retried."""
+        try:
+            response = self._answer(request)
+        except (ServiceError, RuleTimeoutError) as exc:
+            self._observe(exc.kind)
+            raise
+        self._observe("ok")
+        return response
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.breaker is not None:
+            self.breaker.before_call()
+        self.calls += 1
+        try:
+            response: dict[str, Any] = self.service.answer(request)  # type: ignore[attr-defined]
+        except ServiceError as exc:
+            self._service_failed(exc)
+            raise
+        except (OSError, ValueError) as exc:
+            self._failed()
+            raise ServiceError(f"service '{self.name}': {type(exc).__name__}: {exc}") from exc
+        self._succeeded()
+        return response
+
+    def _observe(self, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer(self.name, outcome)
+
     async def _attempt(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self._guarded(request)
         except (ServiceError, RuleTimeoutError) as exc:
-            if self.observer is not None:
-                self.observer(self.name, exc.kind)
+            self._observe(exc.kind)
             raise
-        if self.observer is not None:
-            self.observer(self.name, "ok")
+        self._observe("ok")
         return response
 
     async def _guarded(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -94,17 +137,24 @@ class GuardedService:
                 f"service '{self.name}' did not answer within {self.timeout_s}s"
             ) from exc
         except ServiceError as exc:
-            if exc.counts_against_health:
-                self._failed()
-            elif self.breaker is not None:
-                self.breaker.on_success()
+            self._service_failed(exc)
             raise
         except (OSError, ValueError) as exc:
             self._failed()
             raise ServiceError(f"service '{self.name}': {type(exc).__name__}: {exc}") from exc
+        self._succeeded()
+        return response
+
+    def _service_failed(self, exc: ServiceError) -> None:
+        """A service error counts against the breaker unless it is the caller's fault."""
+        if exc.counts_against_health:
+            self._failed()
+        elif self.breaker is not None:
+            self.breaker.on_success()
+
+    def _succeeded(self) -> None:
         if self.breaker is not None:
             self.breaker.on_success()
-        return response
 
     def _failed(self) -> None:
         if self.breaker is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -10,6 +11,8 @@ from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
 from stream_engine.core.rule import RuleContext
+from stream_engine.core.service import GuardedService
+from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
 
 
@@ -57,6 +60,7 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
 
     Params = ServiceCheckParams
     inline_safe = True
+    may_await = True
     service_params = ("service",)
 
     def __init__(self, params: ServiceCheckParams) -> None:
@@ -77,9 +81,28 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         body.update(self.params.request_static)
         return body
 
-    async def evaluate(self, ctx: RuleContext) -> Verdict:
+    def evaluate(self, ctx: RuleContext) -> Verdict | Coroutine[Any, Any, Verdict]:
+        """A verdict at once when the service answers from memory (no coroutine, no timer);
+        otherwise a coroutine that awaits the call."""
+        guarded = self.services[self.params.service]
+        request = self._request(ctx.data)
+        if isinstance(guarded, GuardedService) and guarded.immediate:
+            try:
+                response = guarded.answer_now(request)
+            except RuleEvaluationError as exc:
+                if not guarded.retry.should_retry(exc.kind, 1):
+                    raise
+                return self._judged(ctx, guarded.call(request, failed_attempts=1))
+            return self._judge(ctx, response)
+        return self._judged(ctx, guarded.call(request))
+
+    async def _judged(
+        self, ctx: RuleContext, pending: Coroutine[Any, Any, dict[str, Any]]
+    ) -> Verdict:
+        return self._judge(ctx, await pending)
+
+    def _judge(self, ctx: RuleContext, response: dict[str, Any]) -> Verdict:
         p = self.params
-        response = await self.services[p.service].call(self._request(ctx.data))
         extra = {"response": response}
         verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra)
         if verdict_ok or p.copy_on_fail:

@@ -78,6 +78,12 @@ class SimulatedService(ConfiguredService):
         delay = p.latency_ms + (self._rng.uniform(-p.jitter_ms, p.jitter_ms) if p.jitter_ms else 0)
         if delay > 0:
             await asyncio.sleep(delay / 1000.0)
+        return self.answer(request)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The answer without the latency (what ``call`` returns after it): ``ServiceError``
+        at ``fail_rate``."""
+        p = self.params
         if p.fail_rate and self._rng.random() < p.fail_rate:
             raise ServiceError(f"{self.name}: {p.error_message}")
         base = _digest(p.seed, self._key(request))
