@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from stream_engine.core.aio import await_with_timeout
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
@@ -92,17 +92,11 @@ class GuardedService:
         return response
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.breaker is not None:
-            self.breaker.before_call()
-        self.calls += 1
+        self._begin()
         try:
             response: dict[str, Any] = self.service.answer(request)  # type: ignore[attr-defined]
-        except ServiceError as exc:
-            self._service_failed(exc)
-            raise
-        except (OSError, ValueError) as exc:
-            self._failed()
-            raise ServiceError(f"service '{self.name}': {type(exc).__name__}: {exc}") from exc
+        except (ServiceError, OSError, ValueError) as exc:
+            self._raise(exc)
         self._succeeded()
         return response
 
@@ -120,9 +114,7 @@ class GuardedService:
         return response
 
     async def _guarded(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.breaker is not None:
-            self.breaker.before_call()
-        self.calls += 1
+        self._begin()
         try:
             if self._may_suspend:
                 # Not inline: an HTTP client binds its timers to the task the call starts on.
@@ -131,19 +123,28 @@ class GuardedService:
                 )
             else:
                 response = await self.service.call(request)
-        except TimeoutError as exc:
-            self._failed()
+        except (TimeoutError, ServiceError, OSError, ValueError) as exc:
+            self._raise(exc)
+        self._succeeded()
+        return response
+
+    def _begin(self) -> None:
+        """An attempt starts: the breaker may refuse it (``CircuitOpenError``)."""
+        if self.breaker is not None:
+            self.breaker.before_call()
+        self.calls += 1
+
+    def _raise(self, exc: Exception) -> NoReturn:
+        """Book a failed attempt and raise it as a ``ServiceError`` or ``RuleTimeoutError``."""
+        if isinstance(exc, ServiceError):
+            self._service_failed(exc)
+            raise exc
+        self._failed()
+        if isinstance(exc, TimeoutError):
             raise RuleTimeoutError(
                 f"service '{self.name}' did not answer within {self.timeout_s}s"
             ) from exc
-        except ServiceError as exc:
-            self._service_failed(exc)
-            raise
-        except (OSError, ValueError) as exc:
-            self._failed()
-            raise ServiceError(f"service '{self.name}': {type(exc).__name__}: {exc}") from exc
-        self._succeeded()
-        return response
+        raise ServiceError(f"service '{self.name}': {type(exc).__name__}: {exc}") from exc
 
     def _service_failed(self, exc: ServiceError) -> None:
         """A service error counts against the breaker unless it is the caller's fault."""
