@@ -118,7 +118,11 @@ class Run:
     def __post_init__(self) -> None:
         topology = self.context.topology
         total = len(self.records) + (len(self.warmup) if self.settings.rate else 0)
-        self.collector = Collector(self.context.bootstrap, topology)
+        self.collector = Collector(
+            self.context.bootstrap,
+            topology,
+            read_committed=self.context.guarantee == "exactly_once",
+        )
         self.publisher = Publisher(
             self.context.bootstrap,
             topology.input,

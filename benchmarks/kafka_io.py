@@ -133,6 +133,8 @@ class Collector:
     seen: dict[str, Seen] = field(default_factory=dict)
     duplicates: int = 0
     first_hop_at: float | None = None
+    #: Read only committed transactions (what an exactly-once pipeline's consumers see).
+    read_committed: bool = False
     messages: Counter[str] = field(default_factory=Counter)
     _consumer: AIOKafkaConsumer | None = None
 
@@ -143,6 +145,7 @@ class Collector:
             enable_auto_commit=False,
             fetch_max_wait_ms=20,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            isolation_level="read_committed" if self.read_committed else "read_uncommitted",
         )
         await consumer.start()
         topics = [*self.topology.outputs(), self.topology.first_hop]

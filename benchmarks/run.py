@@ -93,6 +93,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "without it the config's own setting applies",
     )
     parser.add_argument(
+        "--guarantee",
+        choices=("at_least_once", "exactly_once"),
+        default=None,
+        help="set runtime.processing_guarantee in stream_engine's config copy (exactly_once "
+        "needs a broker with transactions: --broker); outputs are then read read_committed",
+    )
+    parser.add_argument(
         "--raw-layout",
         choices=("per-stage", "one"),
         default="per-stage",
@@ -179,6 +186,7 @@ async def bench(args: argparse.Namespace, console: Console, scratch: Path) -> li
                     prefix=f"bench{run_id}_{name}",
                     workdir=workdir_for(scratch, name),
                     driver=args.driver,
+                    guarantee=args.guarantee,
                     raw_layout=args.raw_layout,
                     peer_layout=args.peer_layout,
                     session_timeout_ms=args.session_timeout_ms,

@@ -30,6 +30,7 @@ class Context:
     prefix: str
     workdir: Path
     driver: str | None
+    guarantee: str | None
     raw_layout: str
     peer_layout: str
     session_timeout_ms: int
@@ -77,6 +78,8 @@ def bench_config(context: Context) -> Path:
     runtime["heartbeat_interval_s"] = min(0.5, context.session_timeout_ms / 6000.0)
     if context.driver:
         runtime["driver"] = context.driver
+    if context.guarantee:
+        runtime["processing_guarantee"] = context.guarantee
     path = context.workdir / f"{context.prefix}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
