@@ -21,8 +21,6 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
     TransactionalIdAuthorizationFailed,
     UnknownError,
     UnsupportedVersionError,
@@ -32,7 +30,7 @@ from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import BrokerError
 from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.delivery import Backoff, deliver, send_all, without_value
+from stream_engine.runtime.delivery import Backoff, deliver, send_all, stand_in_if_too_large
 from stream_engine.runtime.driver import StageDriver
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
 from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
@@ -224,7 +222,7 @@ class BatchStage(StageDriver):
                         return report
                     await producer.abort_transaction()
                     todo = [
-                        _stand_in(out, r, self.stage.name, dlq)
+                        stand_in_if_too_large(out, r, self.stage.name, dlq)
                         for out, r in zip(todo, results, strict=True)
                     ]
                     retry = [
@@ -322,14 +320,6 @@ async def _queue(producer: AIOKafkaProducer, out: Outgoing) -> Awaitable[object]
         out.topic, out.value, out.key, headers=out.headers or None
     )
     return future
-
-
-def _stand_in(out: Outgoing, result: object, stage: str, dlq: str) -> Outgoing:
-    """After an aborted transaction: a message refused as too large is replaced by its
-    stand-in dead letter; the others are sent again as they are."""
-    if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
-        return without_value(out, stage, dlq)
-    return out
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]

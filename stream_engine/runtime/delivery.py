@@ -63,13 +63,19 @@ def sort_failures(
     are retried as they are; anything else is a bug and is raised."""
     failed: list[Outgoing] = []
     for out, result in zip(todo, results, strict=True):
-        if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
-            failed.append(without_value(out, stage, dlq))
-        elif isinstance(result, KafkaError):
-            failed.append(out)
+        if isinstance(result, KafkaError):
+            failed.append(stand_in_if_too_large(out, result, stage, dlq))
         elif isinstance(result, BaseException):
             raise result
     return failed
+
+
+def stand_in_if_too_large(out: Outgoing, result: object, stage: str, dlq: str) -> Outgoing:
+    """``out`` to send again - or its stand-in dead letter if the broker refused it as too
+    large."""
+    if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
+        return without_value(out, stage, dlq)
+    return out
 
 
 class Backoff:
