@@ -81,27 +81,64 @@ class RuleResult:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RuleResult:
-        """Rebuild a result read back from an envelope (once per result per hop: positional
-        arguments, and numbers converted only when they are not numbers already)."""
+        """A result read back from an envelope. Later stages mostly pass earlier results
+        through untouched, so only the outcome and action are checked now; the other fields
+        are read from the wire form when first used (``WireResult``)."""
+        if type(raw) is not dict:
+            raise TypeError(f"a result must be an object, not {type(raw).__name__}")
+        outcome = raw.get("outcome")
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
         action = raw.get("action")
-        duration = raw.get("duration_ms", 0.0)
-        attempts = raw.get("attempts", 0)
-        cost = raw.get("cost", 0.0)
-        message = raw.get("message", "")
-        stage = raw.get("stage", "")
-        return cls(
-            stage if type(stage) is str else str(stage),
-            _OUTCOMES[raw["outcome"]],
-            message if type(message) is str else str(message),
-            raw.get("details") or None,
-            duration if type(duration) is float else float(duration),
-            attempts if type(attempts) is int else int(attempts),
-            cost if type(cost) is float else float(cost),
-            raw.get("error"),
-            _ROUTES[action] if action else None,
-            raw,
-        )
+        if action and action not in _ROUTES:
+            raise ValueError(f"unknown action {action!r}")
+        result = WireResult.__new__(WireResult)
+        result.wire = raw
+        return result
+
+
+class WireResult(RuleResult):
+    """An earlier stage's result as an envelope carried it: each field is read from the wire
+    form on first access (an unset slot falls through to ``__getattr__``) and then kept."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RuleResult):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _READERS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> Any:
+        read = _READERS.get(name)
+        if read is None:
+            raise AttributeError(name)
+        value = read(self.wire)
+        setattr(self, name, value)
+        return value
+
+
+def _text(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key, "")
+    return value if type(value) is str else str(value)
+
+
+def _number(raw: dict[str, Any], key: str) -> float:
+    value = raw.get(key, 0.0)
+    return value if type(value) is float else float(value)
 
 
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 _ROUTES = {route.value: route for route in Route}
+_READERS: dict[str, Any] = {
+    "stage": lambda raw: _text(raw, "stage"),
+    "outcome": lambda raw: _OUTCOMES[raw["outcome"]],
+    "message": lambda raw: _text(raw, "message"),
+    "details": lambda raw: raw.get("details") or None,
+    "duration_ms": lambda raw: _number(raw, "duration_ms"),
+    "attempts": lambda raw: int(raw.get("attempts", 0)),
+    "cost": lambda raw: _number(raw, "cost"),
+    "error_kind": lambda raw: raw.get("error"),
+    "action": lambda raw: _ROUTES[raw["action"]] if raw.get("action") else None,
+}

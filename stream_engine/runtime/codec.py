@@ -185,7 +185,7 @@ class Codec:
                     a["stage"],
                     _epoch(a["started_at"]),
                     float(a["duration_ms"]),
-                    Route(a["route"]),
+                    _ROUTES[a["route"]],
                     a["worker"],
                     a,
                 )
@@ -272,6 +272,9 @@ class Codec:
         if trace:
             headers.append((TRACE_HEADER, trace))
         return headers
+
+
+_ROUTES = {route.value: route for route in Route}
 
 
 def _json_type(value: Any) -> str:
