@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from stream_engine.core.executor import Executor  # noqa: E402
 from stream_engine.core.state import RecordState  # noqa: E402
 from stream_engine.pipeline import load_pipeline  # noqa: E402
+from stream_engine.runtime import collector  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,6 +80,7 @@ def main() -> None:
 
         samples = list(generate(args.records, samples))
     executor = Executor(pipeline.plan, worker="bench")
+    collector.settle()  # as `stream-engine run` does once its stages have started
     rules = sum(len(stage.rules) for stage in pipeline.plan.active_stages)
 
     async def run_all() -> list[tuple[float, Counter]]:

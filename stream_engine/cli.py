@@ -339,6 +339,7 @@ def run(
 ) -> None:
     """Run the stage agents against a Kafka cluster: all enabled stages in this worker, or
     the ones named by --stage. SIGTERM/SIGINT finish the in-flight batch, commit and exit 0."""
+    from stream_engine.runtime import collector
     from stream_engine.runtime.worker import serve
 
     _setup_logging(verbose)
@@ -346,6 +347,7 @@ def run(
     kafka = _kafka(pipeline, broker)
 
     def ready(worker: Any, endpoint: Any) -> None:
+        collector.settle()
         names = ", ".join(agent.stage.name for agent in worker.agents)
         err.print(f"metrics: {endpoint.url}", markup=False)
         err.print(
