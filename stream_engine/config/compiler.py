@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import random
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -21,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.models import (
     OUTPUT_KINDS,
-    TOPIC_PATTERN,
     CircuitBreakerConfig,
     PipelineConfig,
     RetryConfig,
@@ -30,6 +28,7 @@ from stream_engine.config.models import (
     StageConfig,
     TopicNamesConfig,
     TopicUse,
+    is_topic_name,
 )
 from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
@@ -377,8 +376,16 @@ class Compiler:
             for name, body in raw_stages.items()
             if compiled.get(name, not (isinstance(body, dict) and body.get("enabled") is False))
         ]
+        valid = _valid_topic_names(raw)
+        first = enabled[0] if enabled else None
+        if valid.input and first in valid.stages and valid.stages[first] != valid.input:
+            self.error(
+                (*where, "input"),
+                f"'{valid.input}' would be ignored: the first stage, '{first}', reads "
+                f"topics.names.stages.{first} ('{valid.stages[first]}'); keep one of the two",
+            )
         sharing: dict[str, list[TopicUse]] = {}
-        for use in _valid_topic_names(raw).uses(pipeline, enabled):
+        for use in valid.uses(pipeline, enabled):
             sharing.setdefault(use.topic, []).append(use)
         for topic, uses in sharing.items():
             configured = [use for use in uses if use.key is not None]
@@ -561,14 +568,10 @@ class Compiler:
 def _valid_topic_names(raw: Mapping[str, Any]) -> TopicNamesConfig:
     """The names of a ``topics.names`` block that are valid topic names (the others are
     reported where they are written), so one bad name does not hide other problems."""
-
-    def valid(value: Any) -> bool:
-        return isinstance(value, str) and re.fullmatch(TOPIC_PATTERN, value) is not None
-
-    names = {k: raw[k] for k in ("input", *OUTPUT_KINDS) if valid(raw.get(k))}
+    names = {k: raw[k] for k in ("input", *OUTPUT_KINDS) if is_topic_name(raw.get(k))}
     stages = raw.get("stages")
     names["stages"] = (
-        {s: t for s, t in stages.items() if valid(t)} if isinstance(stages, dict) else {}
+        {s: t for s, t in stages.items() if is_topic_name(t)} if isinstance(stages, dict) else {}
     )
     return TopicNamesConfig.model_validate(names)
 

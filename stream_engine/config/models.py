@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -21,6 +23,7 @@ from stream_engine.core.outcome import OnError, OnFail
 ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
 DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+TOPIC_RULE = "1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -112,7 +115,22 @@ class InputConfig(_Model):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 
-TopicName = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+def is_topic_name(value: object) -> bool:
+    """Whether Kafka accepts ``value`` as a topic name (``TOPIC_RULE``)."""
+    return (
+        isinstance(value, str)
+        and value not in (".", "..")
+        and re.fullmatch(TOPIC_PATTERN, value) is not None
+    )
+
+
+def _topic_name(value: str) -> str:
+    if not is_topic_name(value):
+        raise ValueError(f"'{value}' is not a valid topic name ({TOPIC_RULE})")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
 OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
 
 

@@ -246,11 +246,32 @@ def test_a_topic_name_for_a_stage_that_does_not_exist_is_refused(tmp_path):
     ]
 
 
-def test_a_stage_topic_name_must_be_a_valid_topic_name(tmp_path):
-    config = with_topic_names(stages={"compliance": "compliance queue"})
+@pytest.mark.parametrize("name", ["compliance queue", ".", "..", "x" * 250, ""])
+def test_a_stage_topic_name_must_be_a_valid_topic_name(tmp_path, name):
+    config = with_topic_names(stages={"compliance": name})
     assert unlined(errors_of(tmp_path, config)) == [
-        "topics.names.stages.compliance: String should match pattern '^[A-Za-z0-9._-]{1,249}$'"
+        f"topics.names.stages.compliance: '{name}' is not a valid topic name (1 to 249 "
+        "letters, digits, '.', '_' or '-', and not '.' or '..')"
     ]
+
+
+@pytest.mark.parametrize("name", ["...", "a..b", ".hidden", "x" * 249])
+def test_dots_within_a_topic_name_and_the_longest_name_are_accepted(tmp_path, name):
+    pipeline = load(tmp_path, with_topic_names(stages={"compliance": name}))
+    assert pipeline.config.topics.names.stages == {"compliance": name}
+
+
+def test_an_input_name_that_the_first_stages_own_name_would_override_is_refused(tmp_path):
+    config = with_topic_names(input="applications", stages={"data_quality": "dq-in"})
+    assert unlined(errors_of(tmp_path, config)) == [
+        "topics.names.input: 'applications' would be ignored: the first stage, "
+        "'data_quality', reads topics.names.stages.data_quality ('dq-in'); keep one of the two"
+    ]
+
+
+def test_input_and_the_first_stages_name_may_agree(tmp_path):
+    config = with_topic_names(input="applications", stages={"data_quality": "applications"})
+    assert load(tmp_path, config).config.topics.names.input == "applications"
 
 
 @pytest.mark.parametrize(
@@ -310,7 +331,8 @@ def test_topic_name_errors_are_reported_with_every_other_error_one_located_line_
     errors = errors_of(tmp_path, config)
     assert all(LOCATED.match(e) for e in errors), errors
     assert unlined(errors) == [
-        "topics.names.stages.compliance: String should match pattern '^[A-Za-z0-9._-]{1,249}$'",
+        "topics.names.stages.compliance: 'bad name' is not a valid topic name (1 to 249 "
+        "letters, digits, '.', '_' or '-', and not '.' or '..')",
         "stages.data_quality.timeout_s: Input should be greater than 0",
         "topics.names.stages.nope: unknown stage 'nope'",
         "topics.names.rejected: topic 'demo.decisions' is also used by the decisions output",
