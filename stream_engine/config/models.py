@@ -160,7 +160,8 @@ class TopicNamesConfig(_Model):
     def uses(self, pipeline: str, stages: Sequence[str]) -> list[TopicUse]:
         """Every topic of ``pipeline`` whose enabled stages are ``stages`` (in order): the
         first stage consumes ``input`` (default ``<p>.input``), the others ``<p>.stage.<s>``,
-        a ``stages`` entry winning over both; then ``<p>.decisions|rejected|review|dlq``."""
+        a ``stages`` entry winning over both (the compiler refuses an ``input`` that the
+        first stage's entry contradicts); then ``<p>.decisions|rejected|review|dlq``."""
         out: list[TopicUse] = []
         for position, stage in enumerate(stages):
             kind = "input" if position == 0 else "stage"

@@ -166,12 +166,14 @@ class Codec:
 
     def read_envelope(self, envelope: dict[str, Any]) -> RecordState:
         """A record as an earlier stage left it (``EnvelopeError`` when its record_id is
-        missing or not a string, as the envelope contract requires)."""
+        missing, not a string or empty, as the envelope contract requires)."""
         if "record_id" not in envelope:
             raise EnvelopeError("record_id is missing")
         record_id = envelope["record_id"]
         if not isinstance(record_id, str):
             raise EnvelopeError(f"record_id must be a string, not {_json_type(record_id)}")
+        if not record_id:
+            raise EnvelopeError("record_id is empty")
         cost = envelope.get("cost") or {}
         source = envelope.get("source")
         state = RecordState(

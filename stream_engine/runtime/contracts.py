@@ -64,7 +64,7 @@ class SourceModel(_Contract):
 class EnvelopeModel(_Contract):
     """What every inter-stage topic carries: the record so far and every result."""
 
-    record_id: str
+    record_id: str = Field(min_length=1)
     pipeline: str
     config_version: str
     config_hash: str
@@ -94,7 +94,7 @@ class DeadLetterModel(_Contract):
 class DecisionModel(_Contract):
     """The final word on a record, on the decisions, rejected and review topics."""
 
-    record_id: str
+    record_id: str = Field(min_length=1)
     status: StatusName
     decided_at: str
     decided_by_stage: str

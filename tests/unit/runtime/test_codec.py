@@ -309,6 +309,14 @@ def test_malformed_envelope_at_a_later_stage_is_dead_lettered_not_raised(codec, 
     assert outcome.record_id == "APP-1"
 
 
+def test_an_envelope_with_an_empty_record_id_is_dead_lettered_as_decode_error(codec):
+    body = orjson.loads(codec.envelope(travelled_state(codec)))
+    body["record_id"] = ""
+    outcome = rejected(codec.decode(message(body, key=b"APP-1"), "data_quality", first=False))
+    assert outcome.letter.reason is DeadLetterReason.DECODE_ERROR
+    assert outcome.letter.message == "not a valid envelope: record_id is empty"
+
+
 def test_plain_input_on_a_stage_topic_is_dead_lettered_as_not_a_valid_envelope(codec):
     outcome = rejected(codec.decode(message(application()), "data_quality", first=False))
     assert outcome.letter.message == "not a valid envelope: record_id is missing"

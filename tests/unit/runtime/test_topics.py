@@ -116,10 +116,16 @@ def test_names_in_the_config_replace_only_the_defaults_they_name(tmp_path):
     )
 
 
-def test_a_stage_name_override_of_the_first_stage_wins_over_the_input_name(tmp_path):
-    names = {"input": "applications", "stages": {"checks": "checks-in"}}
+def test_the_input_name_and_a_later_stages_name_each_name_their_own_topic(tmp_path):
+    names = {"input": "applications", "stages": {"scoring": "scoring-in"}}
     topics = pipeline_topics(load_small(tmp_path, topics={"names": names}))
-    assert topics.input == "checks-in"
+    assert topics.stage_inputs == {"checks": "applications", "scoring": "scoring-in"}
+
+
+def test_a_first_stage_name_that_agrees_with_the_input_name_names_the_input(tmp_path):
+    names = {"input": "applications", "stages": {"checks": "applications"}}
+    topics = pipeline_topics(load_small(tmp_path, topics={"names": names}))
+    assert topics.input == "applications"
 
 
 def test_topic_names_without_overrides_are_the_defaults():
