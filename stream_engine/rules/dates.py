@@ -11,7 +11,20 @@ from stream_engine.core.result import Verdict, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
 
-DEFAULT_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y%m%d")
+ISO_DATE = "%Y-%m-%d"
+DEFAULT_FORMATS = (ISO_DATE, "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y%m%d")
+
+
+def _iso_shaped(text: str) -> bool:
+    """``YYYY-MM-DD`` in ASCII digits: the one shape where ``date.fromisoformat`` and
+    ``strptime(text, "%Y-%m-%d")`` agree on every input."""
+    return (
+        len(text) == 10
+        and text.isascii()
+        and text[4] == "-"
+        and text[7] == "-"
+        and (text[:4] + text[5:7] + text[8:]).isdigit()
+    )
 
 
 def parse_date(value: Any, formats: tuple[str, ...] | list[str]) -> date | None:
@@ -20,6 +33,11 @@ def parse_date(value: Any, formats: tuple[str, ...] | list[str]) -> date | None:
         return None
     text = value.strip()
     for fmt in formats:
+        if fmt == ISO_DATE and _iso_shaped(text):
+            try:
+                return date.fromisoformat(text)  # what strptime would say, 20x faster
+            except ValueError:
+                pass
         try:
             return datetime.strptime(text, fmt).date()
         except ValueError:

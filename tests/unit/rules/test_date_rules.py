@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from stream_engine.core.outcome import Outcome
@@ -180,3 +182,29 @@ def test_seed_spellings_date_field_and_min_age_are_accepted():
 def test_minimum_age_rejects_bad_params(params: dict[str, Any]):
     with pytest.raises(ValidationError):
         MinimumAge.from_params(params)
+
+
+def _without_fast_path(text: str) -> date | None:
+    """parse_date as it was before the ISO fast path: strptime, then fromisoformat."""
+    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%d"), datetime.fromisoformat):
+        try:
+            return parse(text.strip()).date()
+        except ValueError:
+            continue
+    return None
+
+
+@given(
+    st.one_of(
+        st.dates().map(date.isoformat),
+        st.text(alphabet="0123456789-", min_size=8, max_size=12),
+        st.from_regex(r"\A\d{4}-\d{2}-\d{2}\Z"),
+    )
+)
+def test_the_iso_fast_path_reads_every_text_as_strptime_does(text):
+    assert parse_date(text, ["%Y-%m-%d"]) == _without_fast_path(text)
+
+
+@pytest.mark.parametrize("text", ["2000-02-30", "0000-01-01", "2000-13-01", "2000-1-011"])
+def test_an_iso_shaped_text_that_is_not_a_date_is_not_one_on_the_fast_path_either(text):
+    assert parse_date(text, ["%Y-%m-%d"]) is None
