@@ -1,5 +1,5 @@
 """From a file to an effective configuration: environment overlay, ``${VAR}`` interpolation,
-then a stable content hash of what will actually run."""
+then a stable content hash of what will actually run (secrets left out)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,33 @@ def content_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:12]
 
 
+def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``config_hash`` covers: the effective configuration without ``kafka`` (where it
+    runs, not what it decides), with each secret - ``pii.hash_key``, HTTP service ``headers``
+    - as written in the file (its ``${VAR}`` reference), never its value: the hash is in every
+    decision, and a hash of a weak secret can be guessed offline."""
+    out = {k: v for k, v in data.items() if k != "kafka"}
+    pii, pii_written = out.get("pii"), written.get("pii")
+    if isinstance(pii, dict) and isinstance(pii_written, dict) and "hash_key" in pii:
+        out["pii"] = {**pii, "hash_key": pii_written.get("hash_key")}
+    services, services_written = out.get("services"), written.get("services")
+    if isinstance(services, dict) and isinstance(services_written, dict):
+        out["services"] = {
+            name: _headers_as_written(body, services_written.get(name))
+            for name, body in services.items()
+        }
+    return out
+
+
+def _headers_as_written(body: Any, written: Any) -> Any:
+    params = body.get("params") if isinstance(body, dict) else None
+    if not isinstance(params, dict) or "headers" not in params:
+        return body
+    written_params = written.get("params") if isinstance(written, dict) else None
+    headers = written_params.get("headers") if isinstance(written_params, dict) else None
+    return {**body, "params": {**params, "headers": headers}}
+
+
 def resolve(
     source: Source, environment: str | None = None, environ: Mapping[str, str] | None = None
 ) -> EffectiveConfig:
@@ -132,10 +159,13 @@ def resolve(
             )
         overlay_lines = walk_lines(source.lines, ("environments", environment))
         data = deep_merge(data, overlay, lines, overlay_lines)
+    written = data
     data = interpolate(data, environ, (), errors)
     if errors:
         raise ConfigErrors(errors)
-    return EffectiveConfig(source, data, lines, environment, content_hash(data))
+    return EffectiveConfig(
+        source, data, lines, environment, content_hash(hashed_part(data, written))
+    )
 
 
 def load_effective(

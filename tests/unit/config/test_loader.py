@@ -151,3 +151,47 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no such file"):
         load_pipeline(tmp_path / "absent.yaml")
+
+
+def with_secrets():
+    config = base_config()
+    config["pii_fields"] = ["ssn"]
+    config["pii"] = {"mode": "hash", "hash_key": "${PII_KEY}"}
+    config["kafka"] = {"sasl_username": "svc", "sasl_password": "${KAFKA_PASSWORD}"}
+    config["services"]["crm"] = {
+        "class": "HttpJsonService",
+        "params": {
+            "url": "${CRM_URL}",
+            "headers": {"Authorization": "Bearer ${CRM_TOKEN}"},
+        },
+    }
+    return config
+
+
+SECRETS = {
+    "PII_KEY": "k-1",
+    "KAFKA_PASSWORD": "p-1",
+    "CRM_TOKEN": "t-1",
+    "CRM_URL": "https://crm.example/v1",
+}
+
+
+@pytest.mark.parametrize("secret", ["PII_KEY", "KAFKA_PASSWORD", "CRM_TOKEN"])
+def test_content_hash_does_not_depend_on_the_value_of_a_secret(tmp_path, secret):
+    before = load(tmp_path, with_secrets(), environ=SECRETS).plan.config_hash
+    after = load(tmp_path, with_secrets(), environ={**SECRETS, secret: "rotated"}).plan
+    assert after.config_hash == before
+
+
+def test_content_hash_still_follows_interpolated_values_that_are_not_secrets(tmp_path):
+    before = load(tmp_path, with_secrets(), environ=SECRETS).plan.config_hash
+    moved = {**SECRETS, "CRM_URL": "https://crm.example/v2"}
+    assert load(tmp_path, with_secrets(), environ=moved).plan.config_hash != before
+
+
+def test_content_hash_follows_which_variable_a_secret_is_read_from(tmp_path):
+    before = load(tmp_path, with_secrets(), environ=SECRETS).plan.config_hash
+    config = with_secrets()
+    config["pii"]["hash_key"] = "${OTHER_KEY}"
+    after = load(tmp_path, config, environ={**SECRETS, "OTHER_KEY": "k-1"}).plan.config_hash
+    assert after != before
