@@ -9,6 +9,7 @@ the same record id)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from stream_engine.runtime.delivery import deliver
 from stream_engine.runtime.driver import StageDriver
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
 from stream_engine.runtime.processor import Outgoing, StageProcessor
+
+log = logging.getLogger(__name__)
 
 
 def _incoming(event: EventT[Any]) -> Incoming:
@@ -78,6 +81,11 @@ class FaustStage(StageDriver):
             try:
                 # Shielded: a stop in the middle lets the batch finish and be acknowledged.
                 await asyncio.shield(work)
+            except Exception as exc:  # a bug must stop the worker, not crash the agent alone
+                _hold_back(events)
+                log.exception("stage %s: stopped by an internal error", self.stage.name)
+                self.fail(exc)
+                return
             except BaseException:
                 if not work.done() or work.cancelled() or work.exception() is not None:
                     _hold_back(events)

@@ -11,6 +11,8 @@ from collections import Counter
 from broker_fixtures import ensure_topics
 from harness import by_id, numbered, read_outcomes
 
+from stream_engine.runtime.agents import StageWorker
+from stream_engine.runtime.processor import StageProcessor
 from stream_engine.runtime.topics import pipeline_topics
 
 
@@ -114,3 +116,40 @@ async def _until_assigned(*workers, timeout_s: float = 30.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"partitions not split within {timeout_s}s: {sets}")
+
+
+async def test_an_internal_error_stops_the_worker_and_the_next_worker_decides_its_batch(
+    make_pipeline, kafka, client_for, monkeypatch
+):
+    pipeline = make_pipeline(runtime__batch_size=50)
+    records = numbered(300)
+    await ensure_topics(pipeline, kafka)
+    handle = StageProcessor.process
+
+    async def broken(self: StageProcessor, batch: list) -> object:
+        if self.stage.name == "compliance":
+            raise RuntimeError("a bug in the engine")
+        return await handle(self, batch)
+
+    monkeypatch.setattr(StageProcessor, "process", broken)
+    first = StageWorker(pipeline, kafka)
+    await first.start()
+    try:
+        client = await client_for(pipeline)
+        await client.publish_many(records)
+        failure = await asyncio.wait_for(first.until_stopped(asyncio.Event()), 60)
+    finally:
+        await first.stop()
+    monkeypatch.undo()  # the fix is deployed
+    second = StageWorker(pipeline, kafka)
+    await second.start()
+    try:
+        outcomes = await read_outcomes(kafka, pipeline_topics(pipeline), len(records), 120)
+    finally:
+        await second.stop()
+
+    assert isinstance(failure, RuntimeError)
+    assert str(failure) == "a bug in the engine"
+    ids = Counter(o.record_id for o in outcomes)
+    assert set(ids) == {r["application_id"] for r in records}, "no record lost"
+    assert sum(ids.values()) == len(ids), "the failed batch was not committed, nor produced"
