@@ -94,6 +94,7 @@ class RuleResult:
             raise ValueError(f"unknown action {action!r}")
         result = WireResult.__new__(WireResult)
         result.wire = raw
+        result.outcome = _OUTCOMES[outcome]  # looked up anyway, and the field read most
         return result
 
 
