@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import orjson
@@ -22,8 +22,9 @@ def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
 
     A CSV row is keyed by the header row; every value is a string (an empty cell is ``""``).
     A row with fewer values than the header leaves the missing trailing fields out of its
-    object (absent, not null); a row with more values is an ``InputFileError`` naming it, so
-    nothing is dropped silently. Rows before a bad one have already been yielded."""
+    object (absent, not null); a row with more values, or a header naming a column twice, is
+    an ``InputFileError`` naming it, so nothing is dropped silently. Rows before a bad one
+    have already been yielded."""
     if fmt == "auto":
         name = getattr(stream, "name", "")
         fmt = "csv" if str(name).endswith(".csv") else "jsonl"
@@ -32,6 +33,7 @@ def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
         rows = 0
         reader = csv.DictReader(_text_lines(stream))
         try:
+            _check_header(reader.fieldnames or [], where)
             for row in reader:
                 rows += 1
                 extra = row.get(None)  # DictReader's restkey: the values beyond the header
@@ -48,6 +50,18 @@ def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:
     for line in stream:
         if line.strip():
             yield line.rstrip(b"\r\n")
+
+
+def _check_header(names: Sequence[str], where: str) -> None:
+    """A column named twice would silently lose one of its values in every row."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(names, 1):
+        if name in first:
+            raise InputFileError(
+                f"{where}: the CSV header names column '{name}' twice "
+                f"(columns {first[name]} and {position})"
+            )
+        first[name] = position
 
 
 def _text_lines(stream: BinaryIO) -> Iterator[str]:

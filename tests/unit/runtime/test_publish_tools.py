@@ -78,6 +78,15 @@ def test_a_csv_row_with_more_values_than_the_header_is_an_input_file_error_namin
     assert [orjson.loads(r) for r in read] == [{"id": "A-1", "name": "Ann"}]
 
 
+def test_a_csv_header_naming_a_column_twice_is_an_input_file_error_before_any_row():
+    data = b"id,name,city,name\nA-1,Ann,Rome,Anna\n"
+    with pytest.raises(InputFileError) as raised:
+        list(read_records(stream(data, "people.csv")))
+    assert str(raised.value) == (
+        "people.csv: the CSV header names column 'name' twice (columns 2 and 4)"
+    )
+
+
 def test_the_format_is_csv_by_file_name_and_json_lines_otherwise():
     data = b"id,name\nA-1,Ann\n"
     assert list(read_records(stream(data, "records.csv"))) == [b'{"id":"A-1","name":"Ann"}']
