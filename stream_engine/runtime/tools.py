@@ -124,36 +124,39 @@ async def _settle(pending: list[Any]) -> None:
 
 
 def as_json(message: Any) -> dict[str, Any]:
-    """A consumed message as one JSON object: decisions as they are; dead letters with their
-    headers and the original value (as text when it is text); a tombstone (no value) with
-    ``value: null``, its key and its position."""
+    """A consumed message as one JSON object: decisions as they are; anything else framed
+    with its key and position - dead letters with their headers and the original value (as
+    text when it is not JSON), a tombstone with ``value: null``, a value that is not JSON as
+    text and JSON that is not an object as it is."""
     headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
     if any(k.startswith(DLQ_PREFIX) for k in headers):
-        try:
-            value: Any = orjson.loads(message.value)
-        except orjson.JSONDecodeError:
-            value = message.value.decode("utf-8", "replace") if message.value else None
-        return {
-            "key": message.key.decode("utf-8", "replace") if message.key else None,
-            "headers": headers,
-            "value": value,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-        }
+        return _framed(message, _value_of(message.value), headers)
     if message.value is None:  # a tombstone
-        return {
-            "key": message.key.decode("utf-8", "replace") if message.key else None,
-            "value": None,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-        }
+        return _framed(message, None)
+    value = _value_of(message.value)
+    return value if isinstance(value, dict) else _framed(message, value)
+
+
+def _value_of(raw: bytes | None) -> Any:
+    """A message value as JSON, else as text; None when empty."""
+    if not raw:
+        return None
     try:
-        decoded: dict[str, Any] = orjson.loads(message.value)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return {"value": message.value.decode("utf-8", "replace"), "topic": message.topic}
-    return decoded
+        return raw.decode("utf-8", "replace")
+
+
+def _framed(message: Any, value: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    framed: dict[str, Any] = {
+        "key": message.key.decode("utf-8", "replace") if message.key else None
+    }
+    if headers is not None:
+        framed["headers"] = headers
+    framed.update(
+        value=value, topic=message.topic, partition=message.partition, offset=message.offset
+    )
+    return framed
 
 
 async def tail(

@@ -191,9 +191,27 @@ def test_a_decision_is_shown_as_it_is():
     assert shown == decision
 
 
-def test_a_message_that_is_not_json_on_an_output_topic_is_shown_as_text():
+def test_a_message_that_is_not_json_on_an_output_topic_is_shown_as_text_with_its_position():
     shown = as_json(consumed(b"plain text", topic="demo.decisions"))
-    assert shown == {"value": "plain text", "topic": "demo.decisions"}
+    assert shown == {
+        "key": None,
+        "value": "plain text",
+        "topic": "demo.decisions",
+        "partition": 1,
+        "offset": 42,
+    }
+
+
+@pytest.mark.parametrize("value", [[1, 2], 42, "text", None, True])
+def test_json_that_is_not_an_object_on_an_output_topic_is_framed_as_one(value):
+    shown = as_json(consumed(orjson.dumps(value), b"K-1", topic="demo.review"))
+    assert shown == {
+        "key": "K-1",
+        "value": value,
+        "topic": "demo.review",
+        "partition": 1,
+        "offset": 42,
+    }
 
 
 def test_a_tombstone_on_an_output_topic_is_shown_with_a_null_value_and_its_position():
