@@ -33,6 +33,19 @@ def tally(outcomes, records) -> tuple[int, int]:
     return lost, sum(ids.values()) - len(ids)
 
 
+async def one_worker_publishing(pipeline, count, kafka, client_for, worker_process):
+    """Topics made, one worker started and ready, then ``count`` numbered records published:
+    returns the worker, the records and when publishing began (time.monotonic)."""
+    records = numbered(count)
+    await ensure_topics(pipeline, kafka)
+    worker = worker_process(pipeline.effective.path)
+    await asyncio.to_thread(worker.wait_ready)
+    client = await client_for(pipeline)
+    started = time.monotonic()
+    await client.publish_many(records)
+    return worker, records, started
+
+
 async def kill_at(thresholds, worker, worker_process, pipeline, kafka, committed=False) -> int:
     """SIGKILL the worker each time the outputs reach the next threshold, and start a new one
     on the same config; returns the number of kills."""
@@ -48,15 +61,10 @@ async def test_a_worker_killed_three_times_during_20000_records_loses_nothing(
     apache_kafka, make_pipeline, kafka, client_for, worker_process
 ):
     pipeline = make_pipeline(runtime__batch_size=BATCH)
-    records = numbered(20_000)
     topics = pipeline_topics(pipeline)
-    await ensure_topics(pipeline, kafka)
-    worker = worker_process(pipeline.effective.path)
-    await asyncio.to_thread(worker.wait_ready)
-    client = await client_for(pipeline)
-    started = time.monotonic()
-
-    await client.publish_many(records)
+    worker, records, started = await one_worker_publishing(
+        pipeline, 20_000, kafka, client_for, worker_process
+    )
     kills = await kill_at((3_000, 8_000, 13_000), worker, worker_process, pipeline, kafka)
     outcomes = await read_outcomes(kafka, topics, len(records), 600)
     lost, duplicates = tally(outcomes, records)
@@ -74,14 +82,10 @@ async def test_a_20_second_broker_outage_mid_run_loses_nothing(
     apache_kafka, make_pipeline, kafka, client_for, worker_process
 ):
     pipeline = make_pipeline(runtime__batch_size=BATCH)
-    records = numbered(5_000)
     topics = pipeline_topics(pipeline)
-    await ensure_topics(pipeline, kafka)
-    worker = worker_process(pipeline.effective.path)
-    await asyncio.to_thread(worker.wait_ready)
-    client = await client_for(pipeline)
-
-    await client.publish_many(records)
+    worker, records, _ = await one_worker_publishing(
+        pipeline, 5_000, kafka, client_for, worker_process
+    )
     await read_outcomes(kafka, topics, 1_000, 300, quiet_s=0)
     await asyncio.to_thread(apache_kafka.stop)
     await asyncio.sleep(20)  # the outage itself is the scenario

@@ -10,9 +10,8 @@ import signal
 import time
 
 import pytest
-from broker_fixtures import ensure_topics
-from harness import numbered, read_outcomes
-from test_crashes import kill_at, tally
+from harness import read_outcomes
+from test_crashes import kill_at, one_worker_publishing, tally
 
 from stream_engine.runtime.topics import pipeline_topics
 
@@ -29,15 +28,10 @@ async def test_exactly_once_keeps_each_record_once_through_three_sigkills(
     transactional, make_pipeline, kafka, client_for, worker_process
 ):
     pipeline = make_pipeline(runtime__batch_size=200, runtime__processing_guarantee="exactly_once")
-    records = numbered(10_000)
     topics = pipeline_topics(pipeline)
-    await ensure_topics(pipeline, kafka)
-    worker = worker_process(pipeline.effective.path)
-    await asyncio.to_thread(worker.wait_ready)
-    client = await client_for(pipeline)
-    started = time.monotonic()
-
-    await client.publish_many(records)
+    worker, records, started = await one_worker_publishing(
+        pipeline, 10_000, kafka, client_for, worker_process
+    )
     kills = await kill_at((1_500, 4_000, 7_000), worker, worker_process, pipeline, kafka, True)
     outcomes = await read_outcomes(kafka, topics, len(records), 600, quiet_s=3, committed=True)
     lost, duplicates = tally(outcomes, records)
@@ -56,18 +50,14 @@ async def test_exactly_once_keeps_each_record_once_while_workers_join_and_leave(
     """Live rebalances under load: partitions move between running workers with batches in
     flight (two join, then two leave with SIGTERM), rather than after a crash."""
     pipeline = make_pipeline(runtime__batch_size=200, runtime__processing_guarantee="exactly_once")
-    records = numbered(10_000)
     topics = pipeline_topics(pipeline)
-    await ensure_topics(pipeline, kafka)
-    first = worker_process(pipeline.effective.path)
-    await asyncio.to_thread(first.wait_ready)
-    client = await client_for(pipeline)
-    started = time.monotonic()
+    first, records, started = await one_worker_publishing(
+        pipeline, 10_000, kafka, client_for, worker_process
+    )
 
     async def reached(count: int) -> None:
         await read_outcomes(kafka, topics, count, 300, quiet_s=0, committed=True)
 
-    await client.publish_many(records)
     await reached(1_500)
     second = worker_process(pipeline.effective.path)
     await reached(3_500)
