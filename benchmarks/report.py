@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import Result
+if TYPE_CHECKING:  # the harness needs psutil (the bench extra); the report does not
+    from benchmarks.harness import Result
 
 #: Keys of the JSON line, in order (``stream_engine`` is the better of its two layouts).
 JSON_SYSTEMS = (
@@ -87,6 +89,26 @@ def summary(results: Sequence[Result], records: int) -> dict[str, float | int | 
         rates[r.system] = round(rate, 1) if math.isfinite(rate) else None
     engine = [v for k, v in rates.items() if k.startswith("stream_engine") and v is not None]
     return {"stream_engine": max(engine, default=None), **rates, "records": records}
+
+
+#: Issue 6's "done when": stream_engine at least the peer, and at least half the limit.
+TARGETS = (("quixstreams", 1.0), ("raw_aiokafka", 0.5))
+
+
+def target_lines(rates: dict[str, float | int | None]) -> list[str]:
+    """One line per target whose systems both ran: the ratio, the target, met or not."""
+    engine = rates.get("stream_engine")
+    lines = []
+    for other, wanted in TARGETS:
+        rate = rates.get(other)
+        if not engine or not rate:
+            continue
+        ratio = engine / rate
+        verdict = "met" if ratio >= wanted else "not met"
+        lines.append(
+            f"target: stream_engine / {other} = {ratio:.2f} (at least {wanted:g}): {verdict}"
+        )
+    return lines
 
 
 def json_line(results: Sequence[Result], records: int) -> str:

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import Result, RunSettings, run_system, workdir_for  # noqa: E402
 from benchmarks.records import bench_records, warmup_records  # noqa: E402
-from benchmarks.report import json_line, print_report  # noqa: E402
+from benchmarks.report import json_line, print_report, summary, target_lines  # noqa: E402
 from benchmarks.systems import SYSTEMS, Context  # noqa: E402
 
 ALIASES = {"stream_engine": ["stream_engine_one_worker", "stream_engine_per_stage"]}
@@ -226,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.print(f"wall time {time.monotonic() - started:.0f} s{where}", markup=False)
     if not keep:
         shutil.rmtree(scratch, ignore_errors=True)
+    for line in target_lines(summary(results, args.records)):
+        out.print(line, markup=False)
     print(json_line(results, args.records), flush=True)
 
 
