@@ -136,6 +136,20 @@ async def test_forwarded_envelope_is_consumed_by_the_next_stage_as_the_same_reco
     assert envelope["trace"] == TRACEPARENT.decode()
 
 
+async def test_earlier_results_are_passed_on_exactly_as_they_came_even_with_odd_fields(pipeline):
+    first = await processor(pipeline, "preprocessing").process([message(application())])
+    envelope = orjson.loads(first.outgoing[0].value)
+    trimmed = envelope["results"]["trim_whitespace"]
+    trimmed.update(duration_ms="slow", attempts="many", extra_by_a_newer_version=[1, 2])
+    body = orjson.dumps(envelope)
+    report = await processor(pipeline, "data_quality").process(
+        [message(body, key=b"APP-1", topic=DATA_QUALITY_TOPIC)]
+    )
+    [out] = report.outgoing
+    assert out.topic == "customer_onboarding.stage.compliance"
+    assert orjson.loads(out.value)["results"]["trim_whitespace"] == trimmed
+
+
 async def test_incomplete_application_is_rejected_at_data_quality_onto_the_rejected_topic(
     pipeline,
 ):
