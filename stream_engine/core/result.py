@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_engine.core.outcome import Outcome, Route
+from stream_engine.core.outcome import OUTCOME_BY_VALUE, ROUTE_BY_VALUE, Outcome, Route
 
 
 @dataclass(slots=True)
@@ -87,14 +87,14 @@ class RuleResult:
         if type(raw) is not dict:
             raise TypeError(f"a result must be an object, not {type(raw).__name__}")
         outcome = raw.get("outcome")
-        if outcome not in _OUTCOMES:
+        if outcome not in OUTCOME_BY_VALUE:
             raise ValueError(f"unknown outcome {outcome!r}")
         action = raw.get("action")
-        if action and action not in _ROUTES:
+        if action and action not in ROUTE_BY_VALUE:
             raise ValueError(f"unknown action {action!r}")
         result = WireResult.__new__(WireResult)
         result.wire = raw
-        result.outcome = _OUTCOMES[outcome]  # looked up anyway, and the field read most
+        result.outcome = OUTCOME_BY_VALUE[outcome]  # looked up anyway, and the field read most
         return result
 
 
@@ -130,16 +130,14 @@ def _number(raw: dict[str, Any], key: str) -> float:
     return value if type(value) is float else float(value)
 
 
-_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
-_ROUTES = {route.value: route for route in Route}
 _READERS: dict[str, Any] = {
     "stage": lambda raw: _text(raw, "stage"),
-    "outcome": lambda raw: _OUTCOMES[raw["outcome"]],
+    "outcome": lambda raw: OUTCOME_BY_VALUE[raw["outcome"]],
     "message": lambda raw: _text(raw, "message"),
     "details": lambda raw: raw.get("details") or None,
     "duration_ms": lambda raw: _number(raw, "duration_ms"),
     "attempts": lambda raw: int(raw.get("attempts", 0)),
     "cost": lambda raw: _number(raw, "cost"),
     "error_kind": lambda raw: raw.get("error"),
-    "action": lambda raw: _ROUTES[raw["action"]] if raw.get("action") else None,
+    "action": lambda raw: ROUTE_BY_VALUE[raw["action"]] if raw.get("action") else None,
 }

@@ -35,7 +35,7 @@ def parse_date(value: Any, formats: tuple[str, ...] | list[str]) -> date | None:
     for fmt in formats:
         if fmt == ISO_DATE and _iso_shaped(text):
             try:
-                return date.fromisoformat(text)  # what strptime would say, 20x faster
+                return date.fromisoformat(text)  # strptime's answer, without its regex machinery
             except ValueError:
                 pass
         try:

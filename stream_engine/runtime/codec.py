@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from stream_engine.core.decision import Decision
-from stream_engine.core.outcome import DeadLetterReason, Route
+from stream_engine.core.outcome import ROUTE_BY_VALUE, DeadLetterReason
 from stream_engine.core.plan import PipelinePlan
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState, iso_time
@@ -187,7 +187,7 @@ class Codec:
                     a["stage"],
                     _epoch(a["started_at"]),
                     float(a["duration_ms"]),
-                    _ROUTES[a["route"]],
+                    ROUTE_BY_VALUE[a["route"]],
                     a["worker"],
                     a,
                 )
@@ -274,9 +274,6 @@ class Codec:
         if trace:
             headers.append((TRACE_HEADER, trace))
         return headers
-
-
-_ROUTES = {route.value: route for route in Route}
 
 
 def _json_type(value: Any) -> str:
