@@ -21,6 +21,7 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
+    ProducerFenced,
     TransactionalIdAuthorizationFailed,
     UnknownError,
     UnsupportedVersionError,
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 #: A transaction that has not committed by then is given up (its producer is replaced, which
 #: aborts it) and tried again.
 TRANSACTION_LIMIT_S = 60.0
+
+#: exactly_once: tries at making a newly assigned partition's producer before the worker stops.
+TAKE_OVER_ATTEMPTS = 3
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -113,6 +117,12 @@ class BatchStage(StageDriver):
         #: left open.
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._making: dict[TopicPartition, asyncio.Future[AIOKafkaProducer]] = {}
+        #: exactly_once: the partitions this worker may process now, each with the number of
+        #: the assignment that made it ready. A batch keeps only partitions whose assignment
+        #: has not changed since it was fetched, so nothing read from a position older than
+        #: the committed offset is ever processed.
+        self._ready: dict[TopicPartition, int] = {}
+        self._assignments = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -135,13 +145,15 @@ class BatchStage(StageDriver):
                 batch: Batch = await self.consumer.getmany(
                     timeout_ms=int(self.batch_wait_s * 1000), max_records=self.batch_size
                 )
+                # No await since getmany: the readiness seen here is the one it fetched under.
+                fetched_under = dict(self._ready) if self.transactional else None
                 if not batch or self.stopping.is_set():
                     continue  # when stopping, the batch stays uncommitted for the next owner
                 self.begin()
                 try:
                     async with self._lock:
                         # Shielded: a stop in the middle lets the batch finish and commit.
-                        await asyncio.shield(self._handle(batch))
+                        await asyncio.shield(self._handle(batch, fetched_under))
                 finally:
                     self.end()
         except KafkaError as exc:
@@ -154,10 +166,19 @@ class BatchStage(StageDriver):
             log.exception("stage %s: stopped by an internal error", self.stage.name)
             self.fail(exc)
 
-    async def _handle(self, batch: Batch) -> None:
-        owned = self.consumer.assignment()
-        # Partitions revoked while this batch waited for the lock belong to another worker.
-        batch = {tp: records for tp, records in batch.items() if tp in owned}
+    async def _handle(self, batch: Batch, fetched_under: dict[TopicPartition, int] | None) -> None:
+        if fetched_under is None:
+            owned = self.consumer.assignment()
+            # Partitions revoked while this batch waited for the lock belong to another worker.
+            batch = {tp: records for tp, records in batch.items() if tp in owned}
+        else:
+            # exactly_once: only partitions that were ready when fetched and are still in the
+            # same assignment (a reassignment re-read the committed offset and sought to it).
+            batch = {
+                tp: records
+                for tp, records in batch.items()
+                if tp in fetched_under and self._ready.get(tp) == fetched_under[tp]
+            }
         if not batch:
             return
         loop = asyncio.get_running_loop()
@@ -207,7 +228,7 @@ class BatchStage(StageDriver):
         todo = list(report.outgoing)
         backoff = Backoff(self.stage.name, self.stopping)
         dlq = self.processor.topics.dlq
-        while tp in self.consumer.assignment():
+        while tp in self._ready:
             producer = await self._transactional_producer(tp)
             try:
                 async with asyncio.timeout(TRANSACTION_LIMIT_S):
@@ -230,6 +251,15 @@ class BatchStage(StageDriver):
                         for o, r in zip(todo, results, strict=True)
                         if isinstance(r, BaseException)
                     ]
+            except ProducerFenced:
+                # Only a new owner of the partition makes a producer with its id: this worker
+                # lost it, and must not make another (that would fence the owner in turn).
+                log.warning(
+                    "stage %s: %s has a new owner; its batch is left to it", self.stage.name, tp
+                )
+                self._ready.pop(tp, None)
+                await self._drop_producer(tp)
+                return None
             except (KafkaError, TimeoutError) as exc:
                 log.warning("stage %s: transaction on %s failed: %s", self.stage.name, tp, exc)
                 await self._drop_producer(tp)
@@ -276,6 +306,19 @@ class BatchStage(StageDriver):
             await producer.stop()
             raise
         return producer
+
+    async def _start_from_committed(self, tp: TopicPartition) -> None:
+        """Seek a newly assigned partition to its committed offset, read again now. aiokafka
+        reads it at the assignment, possibly while the previous owner's last transaction was
+        still being completed; making this worker's producer for the partition has completed
+        (or aborted) it, so the offset read now is final. Then the partition is ready."""
+        committed = await self.consumer.committed(tp)
+        if committed is None:  # nothing committed yet: from the start, as auto_offset_reset says
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, committed)
+        self._assignments += 1
+        self._ready[tp] = self._assignments
 
     async def _drop_producer(self, tp: TopicPartition) -> None:
         producer = self.producers.pop(tp, None)
@@ -331,20 +374,31 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.driver._lock:
             for tp in revoked:
+                self.driver._ready.pop(tp, None)
                 await self.driver._drop_producer(tp)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """exactly_once: a transactional producer per new partition right away - fencing the
-        previous owner's, aborting what it left open - and a broker that cannot do
-        transactions is found out now rather than at the first record."""
+        previous owner's and completing or aborting what it left open - then the partition
+        starts from its committed offset as it stands after that, and becomes ready. A broker
+        that cannot do transactions is found out here rather than at the first record."""
         driver = self.driver
         if not driver.transactional:
             return
         for tp in sorted(assigned):
-            try:
-                await driver._transactional_producer(tp)
-            except BrokerError as exc:
-                driver.fail(exc)
-                return
-            except KafkaError as exc:  # made again on the partition's first batch
-                log.warning("stage %s: producer for %s: %s", driver.stage.name, tp, exc)
+            for attempt in range(1, TAKE_OVER_ATTEMPTS + 1):
+                try:
+                    await driver._transactional_producer(tp)
+                    await driver._start_from_committed(tp)
+                    break
+                except BrokerError as exc:
+                    driver.fail(exc)
+                    return
+                except KafkaError as exc:
+                    if attempt == TAKE_OVER_ATTEMPTS:
+                        # Without its producer the partition could not be processed at all.
+                        log.error("stage %s: cannot take %s over: %s", driver.stage.name, tp, exc)
+                        driver.fail(exc)
+                        return
+                    log.warning("stage %s: taking %s over: %s", driver.stage.name, tp, exc)
+                    await asyncio.sleep(attempt)
