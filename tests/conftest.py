@@ -56,3 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"integration broker: {config.getoption('broker_kind')}"
+
+
+#: Every worker the suites start (in process and as subprocesses, which inherit it) signs and
+#: verifies envelopes with this key; tests of a missing key remove it with monkeypatch.
+TEST_ENVELOPE_KEY = "test:" + "5e" * 32
+os.environ.setdefault("STREAM_ENGINE_ENVELOPE_KEY", TEST_ENVELOPE_KEY)

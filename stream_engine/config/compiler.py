@@ -30,6 +30,7 @@ from stream_engine.config.models import (
     TopicUse,
     is_topic_name,
 )
+from stream_engine.config.schema import SchemaProblem, input_validator
 from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
 from stream_engine.core.expr import Expression
@@ -43,6 +44,7 @@ from stream_engine.core.plan import (
     find_cycle,
     ordering_edges,
 )
+from stream_engine.core.records import RecordLimits
 from stream_engine.core.registry import Registry
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.core.service import GuardedService
@@ -190,6 +192,7 @@ class Compiler:
         stages = self._stages(data.get("stages"), top, services)
         self._topic_names(data.get("stages"), stages)
         self._pii(top)
+        self._input_schema(top)
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -215,9 +218,21 @@ class Compiler:
                 mask_decisions=config.pii.mask_decisions,
             ),
             environment=self.effective.environment,
+            limits=RecordLimits(**config.input.limits.model_dump()),
+            sync_limit_s=config.execution.sync_limit_s,
         )
         breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
         return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+
+    def _input_schema(self, top: PipelineConfig | None) -> None:
+        """``input.schema`` is a JSON Schema whose every ``$ref`` resolves and whose patterns
+        RE2 runs - checked now, so no record meets a schema that fails at run time."""
+        if top is None or top.input.schema_ is None:
+            return
+        try:
+            input_validator(top.input.schema_)
+        except SchemaProblem as exc:
+            self.error(("input", "schema"), str(exc))
 
     def _pii(self, top: PipelineConfig | None) -> None:
         """``pii_fields`` lists each field once; warn where the protection is weaker than it

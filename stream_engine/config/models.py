@@ -25,6 +25,8 @@ DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 TOPIC_RULE = "1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: The shortest envelope key accepted: below it, one signed envelope lets a key be guessed.
+MIN_KEY_BYTES = 16
 
 
 class _Model(BaseModel):
@@ -105,6 +107,25 @@ class ExecutionConfig(_Model):
     )
     budget: float | None = Field(None, ge=0)
     budget_route: Literal["reject", "review", "complete", "dead_letter"] = "reject"
+    #: The longest a record may hold the worker in synchronous rule code (a sync rule, a
+    #: condition) before it is interrupted and the record dead-lettered ``timeout``.
+    sync_limit_s: PositiveFloat = Field(0.5, le=60)
+
+
+class InputLimitsConfig(_Model):
+    """Bounds on each input record, checked when it enters (``limit_exceeded`` past them)."""
+
+    max_depth: int = Field(32, ge=2, le=200)
+    max_string_length: int = Field(65_536, ge=16, le=16 * 1024 * 1024)
+    max_items: int = Field(10_000, ge=1, le=1_000_000)
+
+
+class InputTimestampsConfig(_Model):
+    """Which producer timestamps are believed: one further ahead of the worker's clock, or
+    older, is replaced by the arrival time for latency (the record notes it)."""
+
+    max_ahead_s: float = Field(300.0, ge=0)
+    max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
 
 class InputConfig(_Model):
@@ -113,6 +134,8 @@ class InputConfig(_Model):
     key_field: str | None = None
     tenant_field: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
+    limits: InputLimitsConfig = Field(default_factory=InputLimitsConfig)
+    timestamps: InputTimestampsConfig = Field(default_factory=InputTimestampsConfig)
 
 
 def is_topic_name(value: object) -> bool:
@@ -238,6 +261,39 @@ class RuntimeConfig(_Model):
     shutdown_timeout_s: float = Field(30.0, gt=0)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9464, ge=0, le=65535)
+    #: Sign every message a worker writes and verify every envelope before trusting it
+    #: (HMAC-SHA256). ``false`` (or ``off``) only explicitly: then anyone who can write to a
+    #: stage topic can decide for it.
+    envelope_auth: bool = True
+    #: Keys by id (``${VAR}``): the one named by ``envelope_key_id`` (default: the first)
+    #: signs, every one listed verifies - so a key rotates by listing the new one first.
+    envelope_keys: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")], SecretStr] = (
+        Field(default_factory=dict)
+    )
+    envelope_key_id: str | None = None
+    #: A record whose processing hits an internal error is tried alone this many times in
+    #: all before it is dead-lettered ``internal_error``.
+    poison_attempts: int = Field(3, ge=1, le=100)
+
+    @field_validator("envelope_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, secret in value.items():
+            if len(secret.get_secret_value().encode("utf-8")) < MIN_KEY_BYTES:
+                raise ValueError(
+                    f"key '{key_id}' is shorter than {MIN_KEY_BYTES} bytes; use 32 random "
+                    "bytes, e.g. the output of 'openssl rand -hex 32'"
+                )
+        return value
+
+    @field_validator("envelope_key_id")
+    @classmethod
+    def _signing_key_listed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        keys = info.data.get("envelope_keys")
+        if value is not None and isinstance(keys, dict) and value not in keys:
+            known = ", ".join(keys) or "none"
+            raise ValueError(f"'{value}' is not a key of envelope_keys (listed: {known})")
+        return value
 
     @field_validator("processing_guarantee")
     @classmethod

@@ -21,6 +21,8 @@ class StageOutcome:
     dead_letter: DeadLetter | None = None
     audit: AuditEntry | None = None
     budget_exceeded: bool = False
+    #: The engine's own error on this record (an ``internal_error`` dead letter), if any.
+    error: Exception | None = None
 
 
 @dataclass(slots=True)

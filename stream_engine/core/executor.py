@@ -29,7 +29,12 @@ from stream_engine.core.router import (
 )
 from stream_engine.core.rule import RuleContext
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState
-from stream_engine.errors import ExpressionError, RuleEvaluationError
+from stream_engine.core.watchdog import WATCHDOG, Overrun
+from stream_engine.errors import RuleEvaluationError, RuleTimeoutError
+
+#: How long a batch of a synchronous stage may hold the event loop before it lets the loop run
+#: (heartbeats, /health), between two records.
+YIELD_EVERY_S = 0.05
 
 _KIND_REASON = {
     "timeout": DeadLetterReason.TIMEOUT,
@@ -65,12 +70,17 @@ def _verdict(value: object) -> Verdict:
 class _StageRun:
     """Book-keeping of one stage on one record: results so far and why it stopped, if it did."""
 
-    __slots__ = ("budget_note", "ctx", "dead_letter", "ex", "pairs", "stage", "state", "stop")
+    __slots__ = (
+        "budget_note", "ctx", "dead_letter", "ex", "guard", "pairs", "stage", "state", "stop",
+    )  # fmt: skip
 
-    def __init__(self, ex: Executor, stage: StagePlan, state: RecordState) -> None:
+    def __init__(self, ex: Executor, stage: StagePlan, state: RecordState, guard: bool) -> None:
         self.ex = ex
         self.stage = stage
         self.state = state
+        #: Whether each synchronous call arms the watchdog itself (stages that await); a
+        #: stage that never awaits is armed once, around the whole record.
+        self.guard = guard
         self.ctx = RuleContext(
             state.record_id, state.data, state.results, stage.name, state.tenant, state.memo
         )
@@ -119,9 +129,9 @@ class _StageRun:
         for spec in specs:
             self.record(spec, RuleResult(self.stage.name, Outcome.SKIP, message))
 
-    def timed_out(self) -> None:
+    def timed_out(self, message: str | None = None) -> None:
         """Every rule of the stage without a result gets ERROR(timeout); the record dead-letters."""
-        message = f"stage '{self.stage.name}' timed out after {self.stage.timeout_s}s"
+        message = message or f"stage '{self.stage.name}' timed out after {self.stage.timeout_s}s"
         done = {rule_id for rule_id, _ in self.pairs}
         for spec in self.stage.rules:
             if spec.rule_id not in done:
@@ -187,8 +197,10 @@ class _StageRun:
                 )
         if spec.when is not None:
             try:
-                applies = spec.when.is_true(data, results)
-            except ExpressionError as exc:
+                applies = self.sync(spec.when.is_true, data, results)
+            except RuleTimeoutError as exc:
+                return _error(stage, exc, 0, 0.0, "timeout")
+            except Exception as exc:  # noqa: BLE001 - a condition's failure is the rule's
                 return _error(stage, exc, 0, 0.0, "rule_error")
             if not applies:
                 return RuleResult(stage, Outcome.SKIP, f"condition is false: {spec.when.source}")
@@ -211,7 +223,7 @@ class _StageRun:
             self.charge(spec)
         started = time.perf_counter()
         try:
-            value: Any = spec.rule.evaluate(self.ctx)
+            value: Any = self.sync(spec.rule.evaluate, self.ctx)
             if type(value) is not Verdict:
                 value = _verdict(value)
         except RuleEvaluationError as exc:
@@ -219,6 +231,22 @@ class _StageRun:
         except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
             return self._failed(spec, exc, "rule_error", 1, started)
         return self._done(spec, value, 1, started)
+
+    def sync(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, under the watchdog when this run arms per call: past
+        ``execution.sync_limit_s`` it is interrupted and ``RuleTimeoutError`` raised."""
+        if not self.guard:
+            return call(*args)
+        limit = self.ex.plan.sync_limit_s
+        WATCHDOG.arm(limit)
+        try:
+            try:
+                return call(*args)
+            finally:
+                WATCHDOG.disarm()
+        except Overrun:
+            WATCHDOG.settle()
+            raise RuleTimeoutError(_interrupted(limit)) from None
 
     def charge(self, spec: RuleSpec) -> None:
         state = self.state
@@ -249,7 +277,7 @@ class _StageRun:
             if spec.cost:
                 self.charge(spec)
             try:
-                value: Any = rule.evaluate(ctx)
+                value: Any = rule.evaluate(ctx) if spec.is_async else self.sync(rule.evaluate, ctx)
                 if type(value) is not Verdict:
                     value = await _settle(value, spec.timeout_s, rule.inline_safe)
             except RuleEvaluationError as exc:
@@ -302,6 +330,13 @@ class _StageRun:
             )
 
 
+def _interrupted(limit: float) -> str:
+    return (
+        f"interrupted after {limit:g}s of synchronous work (execution.sync_limit_s); "
+        "the record cannot hold the worker longer"
+    )
+
+
 def _error(stage: str, exc: BaseException, attempts: int, duration: float, kind: str) -> RuleResult:
     text = str(exc) or type(exc).__name__
     return RuleResult(
@@ -344,6 +379,12 @@ class Executor:
             rule_id: not spec.is_async and spec.retry.attempts == 1
             for rule_id, spec in self.specs.items()
         }
+        #: Stages whose rules are all called inline (none awaits): the watchdog is armed once
+        #: around a record's whole stage rather than around each call.
+        self._whole = {
+            stage.name: all(self.inline[spec.rule_id] for spec in stage.rules)
+            for stage in plan.stages
+        }
         self._next: dict[str, StagePlan | None] = {
             stage.name: (self._active[i + 1] if i + 1 < len(self._active) else None)
             for i, stage in enumerate(self._active)
@@ -355,8 +396,11 @@ class Executor:
         started = time.perf_counter()
         masker = self.masker
         before = masker.values(state.data) if masker is not None else None
-        run = _StageRun(self, stage, state)
-        if not await self._condition_holds(stage, run):
+        whole = self._whole[stage.name]
+        run = _StageRun(self, stage, state, guard=not whole)
+        if whole:
+            await self._run_armed(stage, run, started)
+        elif not await self._condition_holds(stage, run):
             pass
         elif stage.timeout_s is not None and self._has_async[stage.name]:
             try:
@@ -379,14 +423,33 @@ class Executor:
         state.audit.append(outcome.audit)
         return outcome
 
+    async def _run_armed(self, stage: StagePlan, run: _StageRun, started: float) -> None:
+        """A stage that never awaits, under one watchdog region: past the sync limit (or the
+        stage's own timeout, if shorter) it is interrupted and the record dead-letters."""
+        limit = self.plan.sync_limit_s
+        deadline = None if stage.timeout_s is None else started + stage.timeout_s
+        if stage.timeout_s is not None and stage.timeout_s < limit:
+            limit = stage.timeout_s
+        WATCHDOG.arm(limit)
+        try:
+            try:
+                if await self._condition_holds(stage, run):
+                    await run.run_levels(deadline)
+            finally:
+                WATCHDOG.disarm()
+        except Overrun:
+            WATCHDOG.settle()
+            run.timed_out(f"stage '{stage.name}' {_interrupted(limit)}")
+
     async def _condition_holds(self, stage: StagePlan, run: _StageRun) -> bool:
         if stage.condition is None:
             return True
         try:
-            holds = stage.condition.is_true(run.state.data, run.state.results)
-        except ExpressionError as exc:
+            holds: bool = run.sync(stage.condition.is_true, run.state.data, run.state.results)
+        except Exception as exc:  # noqa: BLE001 - the condition's failure is the record's
+            timed_out = isinstance(exc, RuleTimeoutError)
             run.dead_letter = DeadLetter(
-                DeadLetterReason.RULE_ERROR,
+                DeadLetterReason.TIMEOUT if timed_out else DeadLetterReason.RULE_ERROR,
                 stage.name,
                 f"stage condition: {exc}",
                 error_class=type(exc).__name__,
@@ -431,15 +494,49 @@ class Executor:
         """One stage over a batch of records: inline for sync stages, concurrently (bounded)
         when the stage awaits services."""
         if not self._has_async[stage.name] or len(states) < 2:
-            return [await self.run_stage(stage, state) for state in states]
+            outcomes = []
+            since = time.perf_counter()
+            for state in states:
+                outcomes.append(await self.run_contained(stage, state))
+                if time.perf_counter() - since > YIELD_EVERY_S:
+                    await asyncio.sleep(0)  # let heartbeats and /health run
+                    since = time.perf_counter()
+            return outcomes
         limit = asyncio.Semaphore(self.batch_concurrency)
 
         async def one(state: RecordState) -> StageOutcome:
             async with limit:
-                return await self.run_stage(stage, state)
+                return await self.run_contained(stage, state)
 
         inline = all(spec.rule.inline_safe or not spec.is_async for spec in stage.rules)
         return await gather_eager([one(state) for state in states], inline)
+
+    async def run_contained(self, stage: StagePlan, state: RecordState) -> StageOutcome:
+        """``run_stage``, with an engine error on this record made this record's outcome (a
+        dead letter, ``internal_error``) so the records around it go on."""
+        try:
+            return await self.run_stage(stage, state)
+        except Exception as exc:  # noqa: BLE001 - one record's internal error is its own
+            return self.internal_error(stage.name, state, exc)
+
+    def internal_error(self, stage: str, state: RecordState, exc: Exception) -> StageOutcome:
+        """The outcome of a record the engine failed on: dead-lettered, the error kept."""
+        text = self.scrub(f"{type(exc).__name__}: {exc}", state)[:500]
+        letter = DeadLetter(
+            DeadLetterReason.INTERNAL_ERROR, stage, text, error_class=type(exc).__name__
+        )
+        outcome = StageOutcome(stage, Route.DEAD_LETTER, [f"internal_error: {text}"])
+        outcome.dead_letter = letter
+        outcome.error = exc
+        return outcome
+
+    def scrub(self, text: str, *states: RecordState) -> str:
+        """``text`` without the PII values of ``states`` (unchanged when none is configured)."""
+        masker = self.masker
+        if masker is None:
+            return text
+        needles = {needle for state in states for needle in masker.needles(state.data)}
+        return masker.scrub(text, sorted(needles, key=len, reverse=True))
 
     def decide(self, state: RecordState, outcome: StageOutcome) -> Decision | None:
         """The decision after a stage, or None when the record moves on to the next stage."""
@@ -508,7 +605,7 @@ class Executor:
     async def run_record(self, state: RecordState) -> Decision:
         """Every enabled stage in order until one stops the record (the offline path)."""
         for stage in self._active:
-            outcome = await self.run_stage(stage, state)
+            outcome = await self.run_contained(stage, state)
             decision = self.decide(state, outcome)
             if decision is not None:
                 return decision

@@ -62,6 +62,12 @@ class DeadLetterReason(StrEnum):
     DECODE_ERROR = "decode_error"
     SCHEMA_INVALID = "schema_invalid"
     TOO_LARGE = "too_large"
+    #: A record past one of ``input.limits`` (nesting, a string's or a list's size).
+    LIMIT_EXCEEDED = "limit_exceeded"
+    #: An inter-stage message (or a replayed letter) that is not authenticated, or altered.
+    INTEGRITY = "integrity"
+    #: The record's results cannot be written as JSON (a value JSON cannot carry, too deep).
+    ENCODE_ERROR = "encode_error"
     RULE_ERROR = "rule_error"
     TIMEOUT = "timeout"
     CIRCUIT_OPEN = "circuit_open"

@@ -10,6 +10,7 @@ from typing import Any
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import OnError, OnFail, Route
 from stream_engine.core.pii import PiiPolicy
+from stream_engine.core.records import RecordLimits
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.core.rule import Rule
 
@@ -80,6 +81,10 @@ class PipelinePlan:
     pii: PiiPolicy = field(default_factory=PiiPolicy)
     environment: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    #: Bounds on each input record, checked once as it enters.
+    limits: RecordLimits = field(default_factory=RecordLimits)
+    #: The longest a record may hold the worker in synchronous rule code (one stage).
+    sync_limit_s: float = 0.5
 
     @property
     def active_stages(self) -> tuple[StagePlan, ...]:

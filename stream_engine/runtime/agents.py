@@ -15,6 +15,7 @@ from stream_engine.errors import ConfigError
 from stream_engine.runtime.batch_driver import BatchStage
 from stream_engine.runtime.driver import StageDriver, worker_name
 from stream_engine.runtime.faust_driver import FaustStage
+from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.metrics import Metrics, new_registry
 from stream_engine.runtime.names import TopicNames
@@ -35,9 +36,10 @@ def build_stage(
     topics: TopicNames,
     kafka: KafkaSettings,
     worker: str,
+    auth: EnvelopeAuth | None,
 ) -> StageDriver:
     """The driver ``runtime.driver`` names, consuming one stage's topic."""
-    processor = StageProcessor(pipeline, stage, topics, worker)
+    processor = StageProcessor(pipeline, stage, topics, worker, auth)
     return DRIVERS[pipeline.config.runtime.driver](pipeline, stage, processor, kafka)
 
 
@@ -63,8 +65,16 @@ class StageWorker:
                 "--stage",
                 f"not an enabled stage: {', '.join(unknown)} (enabled: {', '.join(active)})",
             )
+        #: Signs and verifies what the stages write and read; None with envelope_auth off.
+        self.auth = envelope_auth(pipeline)
+        if self.auth is None:
+            log.warning(
+                "runtime.envelope_auth is off: envelopes are neither signed nor verified, so "
+                "anyone who can write to a stage topic can decide for that stage"
+            )
         self.agents = [
-            build_stage(pipeline, active[name], self.topics, kafka, self.worker) for name in chosen
+            build_stage(pipeline, active[name], self.topics, kafka, self.worker, self.auth)
+            for name in chosen
         ]
         self.metrics = Metrics()
         self.registry = new_registry(self.metrics)
@@ -74,7 +84,7 @@ class StageWorker:
     def _instrument(self) -> None:
         """Connect the metrics: batches, services, breakers, and the drivers' own."""
         plan, metrics = self.pipeline.plan, self.metrics
-        metrics.config(plan.name, plan.version, plan.config_hash)
+        metrics.config(plan.name, plan.version, plan.config_hash, self.auth is not None)
         for guarded in self.pipeline.services.values():
             guarded.observer = metrics.service_call
         for name, breaker in self.pipeline.breakers.items():
@@ -83,10 +93,17 @@ class StageWorker:
 
         def on_batch(stage: str, report: BatchReport, elapsed: float) -> None:
             metrics.stage_batch(
-                plan.name, stage, report.outcomes, report.decisions, report.dead_letters, elapsed
+                plan.name,
+                stage,
+                report.outcomes,
+                report.decisions,
+                report.dead_letters,
+                elapsed,
+                report.poison,
             )
 
         for agent in self.agents:
+            metrics.stage_started(plan.name, agent.stage.name)
             agent.hooks.append(on_batch)
             agent.instrument(self.registry)
 

@@ -199,6 +199,7 @@ class BatchStage(StageDriver):
                 self.stage.name,
                 self.processor.topics.dlq,
                 self.stopping,
+                self.processor.seal,
             )
             await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
             count = sum(len(records) for records in batch.values())
@@ -243,7 +244,7 @@ class BatchStage(StageDriver):
                         return report
                     await producer.abort_transaction()
                     todo = [
-                        stand_in_if_too_large(out, r, self.stage.name, dlq)
+                        stand_in_if_too_large(out, r, self.stage.name, dlq, self.processor.seal)
                         for out, r in zip(todo, results, strict=True)
                     ]
                     retry = [

@@ -4,18 +4,19 @@ hop; no pydantic on the hot path (``contracts.py`` holds the reference models)."
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
+from stream_engine.config.schema import SchemaProblem, input_validator
 from stream_engine.core.decision import Decision
 from stream_engine.core.outcome import ROUTE_BY_VALUE, DeadLetterReason
 from stream_engine.core.plan import PipelinePlan
+from stream_engine.core.records import check_record
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState, iso_time
 from stream_engine.errors import ConfigError
@@ -26,6 +27,10 @@ Headers = list[tuple[str, bytes]]
 DLQ_PREFIX = "dlq."
 TRACE_HEADER = "traceparent"
 ATTEMPT_HEADER = "dlq.attempt"
+#: The authentication tag of what a worker writes (``runtime/integrity.py``).
+AUTH_HEADER = "se.auth"
+#: A dead letter's copy of the original message's tag.
+ORIGINAL_AUTH_HEADER = "dlq.original.auth"
 
 
 @dataclass(slots=True)
@@ -64,6 +69,21 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+def stable_id(value: bytes) -> str:
+    """The id of a record that names none (no id field, no key): a hash of its bytes, so a
+    redelivery - or a replay - of the same message keeps it."""
+    return "rec-" + hashlib.sha256(value).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampWindow:
+    """Producer timestamps believed for latency: at most ``ahead_s`` past the worker's clock
+    and ``age_s`` before it (``input.timestamps``)."""
+
+    ahead_s: float = 300.0
+    age_s: float = 7 * 24 * 3600.0
+
+
 class Codec:
     """Decodes and encodes one pipeline's messages."""
 
@@ -72,18 +92,17 @@ class Codec:
         plan: PipelinePlan,
         max_message_bytes: int = 1_048_576,
         input_schema: dict[str, Any] | None = None,
+        timestamps: TimestampWindow | None = None,
     ) -> None:
         self.plan = plan
         self.max_message_bytes = max_message_bytes
-        self._schema: Draft202012Validator | None = None
+        self.timestamps = timestamps or TimestampWindow()
+        self._schema: Any = None
         if input_schema is not None:
             try:
-                Draft202012Validator.check_schema(input_schema)
-            except SchemaError as exc:
-                raise ConfigError(
-                    "input.schema", f"not a valid JSON Schema: {exc.message}"
-                ) from None
-            self._schema = Draft202012Validator(input_schema)
+                self._schema = input_validator(input_schema)
+            except SchemaProblem as exc:
+                raise ConfigError("input.schema", str(exc)) from None
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -114,6 +133,9 @@ class Codec:
                 message,
             )
         if first:
+            problem = check_record(value, payload, self.plan.limits)
+            if problem is not None:
+                return self._rejected(problem.reason, stage, problem.message, message)
             return self._input(payload, message, stage)
         try:
             state = self.read_envelope(payload)
@@ -132,12 +154,12 @@ class Codec:
 
     def _input(self, data: dict[str, Any], message: Incoming, stage: str) -> RecordState | Rejected:
         key = message.key.decode("utf-8", "replace") if message.key else None
+        if not key and (self.plan.key_field is None or data.get(self.plan.key_field) in (None, "")):
+            key = stable_id(message.value or b"")
+        now = time.time()
+        received, note = self._received(message.timestamp_ms, now)
         state = RecordState.from_input(
-            data,
-            self.plan.key_field,
-            self.plan.tenant_field,
-            key=key,
-            received_at=message.timestamp_ms / 1000.0 if message.timestamp_ms > 0 else time.time(),
+            data, self.plan.key_field, self.plan.tenant_field, key=key, received_at=received
         )
         if self._schema is not None:
             error = next(iter(self._schema.iter_errors(data)), None)
@@ -150,12 +172,16 @@ class Codec:
                     ),
                     state.record_id,
                 )
-        state.extras["source"] = {
+        source: dict[str, Any] = {
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
             "timestamp": message.timestamp_ms,
         }
+        if note is not None:
+            source["received"] = int(received * 1000)
+            source["note"] = note
+        state.extras["source"] = source
         trace = message.header(TRACE_HEADER)
         if trace:
             state.extras["trace"] = trace.decode("ascii", "replace")
@@ -163,6 +189,25 @@ class Codec:
         if attempt and attempt.isdigit():
             state.extras["attempt"] = int(attempt)
         return state
+
+    def _received(self, timestamp_ms: int, now: float) -> tuple[float, str | None]:
+        """When the record counts as received: its producer timestamp, unless that is missing
+        or outside the believed window - then the arrival time, with a note saying why."""
+        if timestamp_ms <= 0:
+            return now, "no producer timestamp; latency counted from arrival"
+        stamped = timestamp_ms / 1000.0
+        window = self.timestamps
+        if stamped > now + window.ahead_s:
+            return now, (
+                f"producer timestamp {_moment(stamped)} is more than {window.ahead_s:g}s "
+                "ahead of the worker's clock; latency counted from arrival"
+            )
+        if stamped < now - window.age_s:
+            return now, (
+                f"producer timestamp {_moment(stamped)} is more than {window.age_s:g}s "
+                "old; latency counted from arrival"
+            )
+        return stamped, None
 
     def read_envelope(self, envelope: dict[str, Any]) -> RecordState:
         """A record as an earlier stage left it (``EnvelopeError`` when its record_id is
@@ -194,7 +239,9 @@ class Codec:
                 for a in envelope.get("audit", [])
             ],
             tenant=envelope.get("tenant"),
-            received_at=(source["timestamp"] / 1000.0) if source else time.time(),
+            received_at=(source.get("received", source["timestamp"]) / 1000.0)
+            if source
+            else time.time(),
         )
         if not isinstance(state.data, dict):
             raise TypeError("data must be an object")
@@ -270,10 +317,23 @@ class Codec:
             "failed_at": iso_time(time.time()),
         }
         headers = [(DLQ_PREFIX + name, value.encode()) for name, value in fields.items()]
+        auth = message.header(AUTH_HEADER)
+        if auth is not None:
+            # The original tag, so ``dlq replay`` can send an envelope back to its topic as
+            # it was written (the stage verifies it again there).
+            headers.append((ORIGINAL_AUTH_HEADER, auth))
         trace = message.header(TRACE_HEADER)
         if trace:
             headers.append((TRACE_HEADER, trace))
         return headers
+
+
+def _moment(epoch_s: float) -> str:
+    """An epoch time as ISO text, or as milliseconds where a calendar cannot show it."""
+    try:
+        return iso_time(epoch_s)
+    except (OverflowError, OSError, ValueError):
+        return f"{int(epoch_s * 1000)} ms"
 
 
 def _json_type(value: Any) -> str:

@@ -58,7 +58,13 @@ class SourceModel(_Contract):
     topic: str
     partition: int
     offset: int
-    timestamp: int = Field(description="milliseconds since the epoch")
+    timestamp: int = Field(description="the producer's timestamp, milliseconds since the epoch")
+    received: int | None = Field(
+        None,
+        description="when latency counts from (ms), set when the producer's timestamp was "
+        "missing or outside input.timestamps",
+    )
+    note: str | None = Field(None, description="why the producer's timestamp was not believed")
 
 
 class EnvelopeModel(_Contract):

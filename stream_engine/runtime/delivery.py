@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
+from stream_engine.core.outcome import DeadLetterReason
+from stream_engine.runtime.codec import DLQ_PREFIX
 from stream_engine.runtime.processor import Outgoing
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,12 @@ DROPPED_HEADER = "dlq.value.dropped"
 #: Queues one message and returns the future of its acknowledgement (a refusal comes back
 #: through the future, not raised).
 Send = Callable[[Outgoing], Awaitable[Awaitable[object]]]
+#: Tags a message this layer made (a stand-in) as its worker's own.
+Seal = Callable[[Outgoing], Outgoing]
+
+
+def _unsealed(out: Outgoing) -> Outgoing:
+    return out
 
 
 def oversized(out: Outgoing) -> bool:
@@ -30,17 +38,17 @@ def oversized(out: Outgoing) -> bool:
     return any(k == DROPPED_HEADER for k, _ in out.headers)
 
 
-def without_value(out: Outgoing, stage: str, dlq: str) -> Outgoing:
+def without_value(out: Outgoing, stage: str, dlq: str, seal: Seal = _unsealed) -> Outgoing:
     """A stand-in dead letter for a message the broker refused as too large."""
     headers = [(k, v) for k, v in out.headers if k != DROPPED_HEADER]
     if out.topic != dlq:
         headers = [
-            ("dlq.stage", stage.encode()),
-            ("dlq.reason", b"too_large"),
-            ("dlq.original.topic", out.topic.encode()),
+            (DLQ_PREFIX + "stage", stage.encode()),
+            (DLQ_PREFIX + "reason", DeadLetterReason.TOO_LARGE.value.encode()),
+            (DLQ_PREFIX + "original.topic", out.topic.encode()),
         ]
     headers.append((DROPPED_HEADER, str(len(out.value)).encode()))
-    return Outgoing(dlq, out.key, b"", headers)
+    return seal(Outgoing(dlq, out.key, b"", headers))
 
 
 async def send_all(send: Send, todo: list[Outgoing]) -> list[object]:
@@ -57,24 +65,26 @@ async def send_all(send: Send, todo: list[Outgoing]) -> list[object]:
 
 
 def sort_failures(
-    todo: list[Outgoing], results: list[object], stage: str, dlq: str
+    todo: list[Outgoing], results: list[object], stage: str, dlq: str, seal: Seal = _unsealed
 ) -> list[Outgoing]:
     """What to send again: refused-as-too-large messages become stand-ins, other Kafka errors
     are retried as they are; anything else is a bug and is raised."""
     failed: list[Outgoing] = []
     for out, result in zip(todo, results, strict=True):
         if isinstance(result, KafkaError):
-            failed.append(stand_in_if_too_large(out, result, stage, dlq))
+            failed.append(stand_in_if_too_large(out, result, stage, dlq, seal))
         elif isinstance(result, BaseException):
             raise result
     return failed
 
 
-def stand_in_if_too_large(out: Outgoing, result: object, stage: str, dlq: str) -> Outgoing:
+def stand_in_if_too_large(
+    out: Outgoing, result: object, stage: str, dlq: str, seal: Seal = _unsealed
+) -> Outgoing:
     """``out`` to send again - or its stand-in dead letter if the broker refused it as too
     large."""
     if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
-        return without_value(out, stage, dlq)
+        return without_value(out, stage, dlq, seal)
     return out
 
 
@@ -99,13 +109,18 @@ class Backoff:
 
 
 async def deliver(
-    send: Send, outgoing: list[Outgoing], stage: str, dlq: str, stopping: asyncio.Event
+    send: Send,
+    outgoing: list[Outgoing],
+    stage: str,
+    dlq: str,
+    stopping: asyncio.Event,
+    seal: Seal = _unsealed,
 ) -> None:
     """Send every result and wait until the broker has acknowledged all of them; while it is
     unreachable keep trying (only what failed is sent again)."""
     backoff = Backoff(stage, stopping)
     todo = list(outgoing)
     while todo:
-        failed = sort_failures(todo, await send_all(send, todo), stage, dlq)
+        failed = sort_failures(todo, await send_all(send, todo), stage, dlq, seal)
         await backoff.wait(failed)
         todo = failed

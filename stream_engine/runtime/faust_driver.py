@@ -99,7 +99,12 @@ class FaustStage(StageDriver):
         processor = self.processor
         report = await processor.process([_incoming(e) for e in events])
         await deliver(
-            self._send, report.outgoing, self.stage.name, processor.topics.dlq, self.stopping
+            self._send,
+            report.outgoing,
+            self.stage.name,
+            processor.topics.dlq,
+            self.stopping,
+            processor.seal,
         )
         self.report(report, len(events), loop.time() - started)
 

@@ -71,8 +71,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("budget_exceeded", "counter", ("pipeline",), "Records stopped by their cost budget"),
     Spec("consumer_lag", "gauge", ("topic", "partition"),
          "Messages between the consumer's position and the partition's end offset"),
-    Spec("config_info", "gauge", ("pipeline", "version", "hash"),
-         "The running pipeline configuration (value 1)"),
+    Spec("config_info", "gauge", ("pipeline", "version", "hash", "envelope_auth"),
+         "The running pipeline configuration (value 1); envelope_auth is on or off"),
+    Spec("poison_records", "counter", ("pipeline", "stage"),
+         "Records dead-lettered after an internal error on every attempt"),
 )  # fmt: skip
 
 #: Metric names as Prometheus shows them (counters end in ``_total``).
@@ -124,9 +126,9 @@ class Metrics(Collector):
             histogram = series[labels] = _Histogram(self.specs[name].buckets)
         histogram.observe(value)
 
-    def config(self, pipeline: str, version: str, config_hash: str) -> None:
-        """Which configuration this process runs."""
-        self.set("config_info", (pipeline, version, config_hash), 1.0)
+    def config(self, pipeline: str, version: str, config_hash: str, auth: bool = True) -> None:
+        """Which configuration this process runs, and whether it authenticates envelopes."""
+        self.set("config_info", (pipeline, version, config_hash, "on" if auth else "off"), 1.0)
 
     def stage_batch(
         self,
@@ -136,6 +138,7 @@ class Metrics(Collector):
         decisions: Iterable[Decision],
         dead_letters: Iterable[DeadLetter],
         elapsed_s: float,
+        poison: int = 0,
     ) -> None:
         """Everything one batch of one stage did."""
         evaluations = self.values["rule_evaluations"]
@@ -168,7 +171,14 @@ class Metrics(Collector):
         for letter in dead_letters:
             self.inc("dead_letters", (pipeline, letter.stage or stage, letter.reason.value))
             self.inc("decisions", (pipeline, "dead_letter"))
+        if poison:
+            self.inc("poison_records", (pipeline, stage), poison)
         self.observe("stage_batch_duration_seconds", (pipeline, stage), elapsed_s)
+
+    def stage_started(self, pipeline: str, stage: str) -> None:
+        """Series a stage exports from its start, at 0, so a rate over them means something
+        before the first event (rare ones: poison records)."""
+        self.values["poison_records"][(pipeline, stage)] += 0.0
 
     def service_call(self, service: str, outcome: str) -> None:
         """A ``CallObserver`` for ``GuardedService``."""

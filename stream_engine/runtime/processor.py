@@ -1,30 +1,44 @@
-"""One stage's work on a batch of consumed messages, independent of the Kafka client: decode,
-run the stage through the core, and say what to produce where. Nothing a message contains can
-make it raise: bad input and internal errors become dead letters carrying the original bytes."""
+"""One stage's work on a batch of consumed messages, independent of the Kafka client: verify,
+decode, run the stage through the core, and say what to produce where.
+
+Nothing a message contains can make it raise, nor change what happens to the other messages
+of its batch: each record is decoded, run and encoded on its own, and whatever fails for it -
+bad input, a forged envelope, results JSON cannot carry - makes it a dead letter with its
+reason. An error of the engine itself on a record is tried again with the record alone, from
+its original bytes, and after ``runtime.poison_attempts`` tries in all the record is
+dead-lettered ``internal_error`` (a poison record); the rest of the batch is decided once."""
 
 from __future__ import annotations
 
 import logging
 import traceback
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.executor import Executor
-from stream_engine.core.outcome import DeadLetterReason, Route
+from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import StagePlan
 from stream_engine.core.state import DeadLetter, RecordState
-from stream_engine.runtime.codec import Codec, Headers, Incoming, Rejected
+from stream_engine.core.watchdog import WATCHDOG, Overrun
+from stream_engine.runtime.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
+from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.names import TopicNames
 
 log = logging.getLogger(__name__)
 
 STATUS_TOPIC = {
-    "approved": "decisions",
-    "completed": "decisions",
-    "rejected": "rejected",
-    "review": "review",
+    Status.APPROVED: "decisions",
+    Status.COMPLETED: "decisions",
+    Status.REJECTED: "rejected",
+    Status.REVIEW: "review",
 }
+
+#: ``auth`` left out: the pipeline's own keys (``runtime.envelope_keys``).
+FROM_CONFIG: Any = object()
 
 
 @dataclass(slots=True)
@@ -45,20 +59,35 @@ class BatchReport:
     outcomes: list[StageOutcome]
     decisions: list[Decision]
     dead_letters: list[DeadLetter]
+    #: Records dead-lettered after an internal error on every attempt.
+    poison: int = 0
 
 
 class StageProcessor:
     """Runs one stage of a compiled pipeline on batches of consumed messages."""
 
     def __init__(
-        self, pipeline: CompiledPipeline, stage: StagePlan, topics: TopicNames, worker: str
+        self,
+        pipeline: CompiledPipeline,
+        stage: StagePlan,
+        topics: TopicNames,
+        worker: str,
+        auth: EnvelopeAuth | None = FROM_CONFIG,
     ) -> None:
         self.pipeline = pipeline
         self.stage = stage
         self.topics = topics
         self.executor = Executor(pipeline.plan, worker=worker)
         config = pipeline.config
-        self.codec = Codec(pipeline.plan, config.runtime.max_message_bytes, config.input.schema_)
+        window = TimestampWindow(
+            config.input.timestamps.max_ahead_s, config.input.timestamps.max_age_s
+        )
+        self.codec = Codec(
+            pipeline.plan, config.runtime.max_message_bytes, config.input.schema_, window
+        )
+        #: Signs what this stage writes and verifies the envelopes it reads (None: off).
+        self.auth: EnvelopeAuth | None = envelope_auth(pipeline) if auth is FROM_CONFIG else auth
+        self.attempts = config.runtime.poison_attempts
         active = [s.name for s in pipeline.plan.active_stages]
         self.first = active[0] == stage.name
         position = active.index(stage.name)
@@ -70,88 +99,166 @@ class StageProcessor:
         """Decide every message of the batch; the caller produces ``outgoing``, waits for the
         broker's acknowledgements, and only then lets the offsets be committed."""
         report = BatchReport([], [], [], [])
-        states: list[RecordState] = []
-        sources: list[Incoming] = []
+        pending: list[tuple[Incoming, RecordState]] = []
         for message in batch:
-            decoded = self.codec.decode(message, self.stage.name, self.first)
+            decoded = self.decode(message)
             if isinstance(decoded, Rejected):
                 self._dead_letter(report, decoded.letter, message, decoded.record_id, 1)
             else:
-                states.append(decoded)
-                sources.append(message)
-        for message, state, outcome in await self._run(states, sources):
-            report.outcomes.append(outcome)
-            self._route(report, message, state, outcome)
+                pending.append((message, decoded))
+        outcomes = await self.executor.run_stage_batch(self.stage, [s for _, s in pending])
+        for (message, state), outcome in zip(pending, outcomes, strict=True):
+            error = (
+                outcome.error
+                if outcome.error is not None
+                else self._finish(report, message, state, outcome)
+            )
+            if error is not None:
+                await self._alone(report, message, error)
         return report
 
-    async def _run(
-        self, states: list[RecordState], sources: list[Incoming]
-    ) -> list[tuple[Incoming, RecordState, StageOutcome]]:
+    def decode(self, message: Incoming) -> RecordState | Rejected:
+        """The record in a message - verified first when it comes from an earlier stage - or
+        why it cannot be one. Bounded like a rule: past the sync limit it is refused."""
+        if not self.first and self.auth is not None:
+            problem = self.auth.verify(message.topic, message.value or b"", message.headers)
+            if problem is not None:
+                return self._refused(DeadLetterReason.INTEGRITY, problem, message)
+        limit = self.pipeline.plan.sync_limit_s
+        WATCHDOG.arm(limit)
         try:
-            outcomes = await self.executor.run_stage_batch(self.stage, states)
-            return list(zip(sources, states, outcomes, strict=True))
-        except Exception as exc:  # noqa: BLE001 - logged, then the records are retried one by one
-            self._log_batch_failure(exc, states)
-        out = []
-        for message, state in zip(sources, states, strict=True):
             try:
-                outcome = await self.executor.run_stage(self.stage, state)
-            except Exception as exc:  # noqa: BLE001 - one record's internal error, dead-lettered
-                outcome = StageOutcome(
-                    self.stage.name,
-                    Route.DEAD_LETTER,
-                    [f"internal_error: {type(exc).__name__}"],
-                    dead_letter=DeadLetter(
-                        DeadLetterReason.INTERNAL_ERROR,
-                        self.stage.name,
-                        self._scrub(str(exc), state)[:500],
-                        error_class=type(exc).__name__,
-                    ),
-                )
-            out.append((message, state, outcome))
-        return out
+                return self.codec.decode(message, self.stage.name, self.first)
+            finally:
+                WATCHDOG.disarm()
+        except Overrun:
+            WATCHDOG.settle()
+            text = f"checking the record took longer than {limit:g}s (execution.sync_limit_s)"
+            return self._refused(DeadLetterReason.LIMIT_EXCEEDED, text, message)
+        except Exception as exc:  # noqa: BLE001 - a codec bug on one message is that message's
+            text = f"{type(exc).__name__}: {exc}"[:500]
+            return self._refused(DeadLetterReason.INTERNAL_ERROR, text, message, type(exc).__name__)
 
-    def _scrub(self, text: str, *states: RecordState) -> str:
-        """``text`` without the PII values of ``states`` (unchanged when none is configured)."""
-        masker = self.executor.masker
-        if masker is None:
-            return text
-        needles = {needle for state in states for needle in masker.needles(state.data)}
-        return masker.scrub(text, sorted(needles, key=len, reverse=True))
+    def _refused(
+        self, reason: DeadLetterReason, text: str, message: Incoming, error_class: str = ""
+    ) -> Rejected:
+        record_id = message.key.decode("utf-8", "replace") if message.key else None
+        return Rejected(
+            DeadLetter(reason, self.stage.name, text, error_class=error_class or reason.value),
+            record_id,
+        )
 
-    def _log_batch_failure(self, exc: Exception, states: list[RecordState]) -> None:
-        """The traceback of a failed batch, logged without the records' PII values (an
-        exception's message may quote them)."""
-        if self.executor.masker is None:
-            log.error(
-                "stage %s: batch failed, retrying record by record",
-                self.stage.name,
-                exc_info=exc,
-            )
-            return
-        text = self._scrub("".join(traceback.format_exception(exc)).rstrip(), *states)
-        log.error("stage %s: batch failed, retrying record by record\n%s", self.stage.name, text)
-
-    def _route(
+    def _finish(
         self, report: BatchReport, message: Incoming, state: RecordState, outcome: StageOutcome
-    ) -> None:
-        key = state.record_id.encode()
+    ) -> Exception | None:
+        """Route one decided record into ``report``, all its messages or none: results JSON
+        cannot carry make it an ``encode_error`` dead letter; an engine error is returned."""
+        try:
+            out, decision = self._route(message, state, outcome)
+        except orjson.JSONEncodeError as exc:
+            letter = DeadLetter(
+                DeadLetterReason.ENCODE_ERROR,
+                self.stage.name,
+                self.executor.scrub(f"its results cannot be written as JSON: {exc}", state)[:500],
+                error_class=type(exc).__name__,
+            )
+            outcome = StageOutcome(
+                self.stage.name,
+                Route.DEAD_LETTER,
+                [letter.message],
+                outcome.results,
+                letter,
+                outcome.audit,
+            )
+            report.outcomes.append(outcome)
+            self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+            return None
+        except Exception as exc:  # noqa: BLE001 - an engine bug on one record: tried alone
+            return exc
+        report.outcomes.append(outcome)
         if outcome.route is Route.DEAD_LETTER:
             letter = outcome.dead_letter or DeadLetter(
                 DeadLetterReason.INTERNAL_ERROR, self.stage.name, "dead-lettered without a reason"
             )
-            self._dead_letter(
-                report, letter, message, state.record_id, int(state.extras.get("attempt", 1))
-            )
-            return
+            self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+        elif decision is not None:
+            report.decisions.append(decision)
+        report.outgoing += out
+        return None
+
+    def _route(
+        self, message: Incoming, state: RecordState, outcome: StageOutcome
+    ) -> tuple[list[Outgoing], Decision | None]:
+        """The messages a decided record becomes (none for a dead letter: the caller writes
+        it), and its decision if this stage made one."""
+        if outcome.route is Route.DEAD_LETTER:
+            return [], None
+        key = state.record_id.encode()
         decision = self.executor.decide(state, outcome)
         if decision is None:
             assert self.next_topic is not None
-            report.outgoing.append(Outgoing(self.next_topic, key, self.codec.envelope(state), []))
-            return
-        report.decisions.append(decision)
-        topic = self.topics.for_output(STATUS_TOPIC[decision.status.value])
-        report.outgoing.append(Outgoing(topic, key, self.codec.decision(decision), []))
+            return [self._sealed(self.next_topic, key, self.codec.envelope(state), [])], None
+        topic = self.topics.for_output(STATUS_TOPIC[decision.status])
+        return [self._sealed(topic, key, self.codec.decision(decision), [])], decision
+
+    async def _alone(self, report: BatchReport, message: Incoming, error: Exception) -> None:
+        """A record the engine failed on, tried again by itself from its original bytes (no
+        state of an earlier try carries over); dead-lettered when every try fails."""
+        for _ in range(1, self.attempts):
+            decoded = self.decode(message)
+            if isinstance(decoded, Rejected):
+                self._dead_letter(report, decoded.letter, message, decoded.record_id, 1)
+                return
+            outcome = await self.executor.run_contained(self.stage, decoded)
+            retry = (
+                outcome.error
+                if outcome.error is not None
+                else self._finish(report, message, decoded, outcome)
+            )
+            if retry is None:
+                return
+            error = retry
+        self._poison(report, message, error)
+
+    def _poison(self, report: BatchReport, message: Incoming, error: Exception) -> None:
+        decoded = self.decode(message)
+        states = [decoded] if isinstance(decoded, RecordState) else []
+        record_id = decoded.record_id if isinstance(decoded, RecordState) else None
+        trace = "".join(traceback.format_exception(error)).rstrip()
+        log.error(
+            "stage %s: internal error on record %s at %s[%d]@%d on each of %d attempts; "
+            "dead-lettered\n%s",
+            self.stage.name,
+            record_id,
+            message.topic,
+            message.partition,
+            message.offset,
+            self.attempts,
+            self.executor.scrub(trace, *states),
+        )
+        text = self.executor.scrub(f"{type(error).__name__}: {error}", *states)[:500]
+        letter = DeadLetter(
+            DeadLetterReason.INTERNAL_ERROR,
+            self.stage.name,
+            f"internal error on each of {self.attempts} attempts: {text}",
+            error_class=type(error).__name__,
+            attempts=self.attempts,
+        )
+        report.poison += 1
+        report.outcomes.append(
+            StageOutcome(self.stage.name, Route.DEAD_LETTER, [letter.message], [], letter)
+        )
+        self._dead_letter(report, letter, message, record_id, 1)
+
+    def _sealed(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> Outgoing:
+        """A message with this worker's authentication tag (dead letters' headers covered)."""
+        if self.auth is not None:
+            headers = self.auth.seal(topic, value, headers, bind=topic == self.topics.dlq)
+        return Outgoing(topic, key, value, headers)
+
+    def seal(self, out: Outgoing) -> Outgoing:
+        """``out`` tagged anew (a stand-in made after the broker refused the original)."""
+        return self._sealed(out.topic, out.key, out.value, out.headers)
 
     def _dead_letter(
         self,
@@ -164,4 +271,8 @@ class StageProcessor:
         report.dead_letters.append(letter)
         headers = self.codec.dead_letter_headers(letter, message, record_id, attempt)
         key = record_id.encode() if record_id else message.key
-        report.outgoing.append(Outgoing(self.topics.dlq, key, message.value or b"", headers))
+        report.outgoing.append(self._sealed(self.topics.dlq, key, message.value or b"", headers))
+
+
+def _attempt(state: RecordState) -> int:
+    return int(state.extras.get("attempt", 1))

@@ -8,16 +8,21 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
+import secrets
 import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.errors import ConfigError, StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
 from stream_engine.runtime.endpoint import MetricsEndpoint
+from stream_engine.runtime.integrity import KEY_ENV
 from stream_engine.runtime.kafka import KafkaSettings
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport
@@ -144,7 +149,7 @@ async def dev(
             "exactly_once needs Kafka transactions, which the embedded broker cannot do; "
             "use at_least_once with dev, or run against Apache Kafka",
         )
-    pipeline = for_embedded_broker(pipeline)
+    pipeline = with_session_key(for_embedded_broker(pipeline))
     with EmbeddedBroker(port, log_file) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
         await create_topics(topic_specs(pipeline), kafka)
@@ -188,6 +193,19 @@ def for_embedded_broker(pipeline: CompiledPipeline) -> CompiledPipeline:
         }
     )
     config = pipeline.config.model_copy(update={"runtime": quick})
+    return dataclasses.replace(pipeline, config=config)
+
+
+def with_session_key(pipeline: CompiledPipeline) -> CompiledPipeline:
+    """``dev`` signs envelopes with a key of its own when none is configured: every stage runs
+    in this process, so the key lives and dies with it."""
+    runtime = pipeline.config.runtime
+    if not runtime.envelope_auth or runtime.envelope_keys or os.environ.get(KEY_ENV):
+        return pipeline
+    keys = {"dev-session": SecretStr(secrets.token_hex(32))}
+    config = pipeline.config.model_copy(
+        update={"runtime": runtime.model_copy(update={"envelope_keys": keys})}
+    )
     return dataclasses.replace(pipeline, config=config)
 
 

@@ -4,6 +4,7 @@ runtime tests (no broker: every runtime piece under test is a pure function of i
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from jsonschema import Draft202012Validator
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.codec import Headers, Incoming
+from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 
 ROOT = Path(__file__).resolve().parents[3]
 ONBOARDING = ROOT / "configs" / "customer_onboarding.yaml"
@@ -21,7 +23,8 @@ SCHEMAS = ROOT / "topics" / "schemas"
 REGENERATE = "python -m stream_engine.runtime.contracts"
 
 INPUT_TOPIC = "customer_onboarding.input"
-TIMESTAMP_MS = 1_700_000_000_000
+#: A producer timestamp a minute before the tests started: inside the believed window.
+TIMESTAMP_MS = int(time.time() * 1000) - 60_000
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 #: A complete application that passes preprocessing and data quality.
@@ -64,6 +67,26 @@ def message(
     """A consumed message; dicts and lists are encoded as JSON."""
     raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
     return Incoming(topic, partition, offset, timestamp_ms, key, raw, list(headers or []))
+
+
+def auth() -> EnvelopeAuth:
+    """The envelope keys the test suite's workers use (tests/conftest.py sets them)."""
+    found = envelope_auth(onboarding())
+    assert found is not None
+    return found
+
+
+def signed(
+    value: bytes | dict[str, Any],
+    topic: str,
+    key: bytes | None = None,
+    offset: int = 0,
+    headers: Headers | None = None,
+) -> Incoming:
+    """A message on ``topic`` as a worker of the pipeline would have written it: tagged."""
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    sealed = auth().seal(topic, raw, list(headers or []))
+    return message(raw, key=key, offset=offset, headers=sealed, topic=topic)
 
 
 def schema_validator(name: str) -> Draft202012Validator:

@@ -260,28 +260,28 @@ async def test_hash_mode_writes_keyed_hashes_in_decisions_and_reasons_alike(
     assert decision["reasons"] == [f"ssn_block_list: ssn sha256:{digest} is on the block list"]
 
 
-async def test_a_failed_batch_is_logged_and_dead_lettered_without_the_values_its_error_quoted(
+async def test_an_internal_error_is_logged_and_dead_lettered_without_the_values_it_quoted(
     tmp_path, careless_rules, caplog
 ):
     pipeline = onboarding_with_careless_rules(tmp_path)
     topics = pipeline_topics(pipeline)
     processor = StageProcessor(pipeline, pipeline.plan.stage("preprocessing"), topics, "w-1")
 
-    async def broken(*args: Any) -> Any:
-        state = args[-1]
-        records = state if isinstance(state, list) else [state]
-        raise RuntimeError("internal bug on " + ", ".join(s.data["ssn"] for s in records))
+    async def broken(stage: Any, state: Any) -> Any:
+        raise RuntimeError("internal bug on " + state.data["ssn"])
 
-    processor.executor.run_stage_batch = broken  # type: ignore[method-assign]
     processor.executor.run_stage = broken  # type: ignore[method-assign]
     caplog.set_level(logging.DEBUG)
     report = await processor.process([message(GOOD), message(BLOCKED)])
 
-    assert "batch failed" in caplog.text
+    assert "internal error on record" in caplog.text
     assert "RuntimeError: internal bug on" in caplog.text
     assert leaked(caplog.text) == []
     messages = [dict(out.headers)["dlq.exception.message"] for out in report.outgoing]
-    assert messages == [b"internal bug on *******6789", b"internal bug on *******1120"]
+    assert messages == [
+        b"internal error on each of 3 attempts: RuntimeError: internal bug on *******6789",
+        b"internal error on each of 3 attempts: RuntimeError: internal bug on *******1120",
+    ]
 
 
 def _counted(report: BatchReport) -> tuple[Any, Any, Any]:

@@ -9,10 +9,12 @@ from runtime_helpers import (
     INPUT_TOPIC,
     TRACEPARENT,
     application,
+    auth,
     load_small,
     message,
     onboarding,
     schema_errors,
+    signed,
 )
 
 from stream_engine.config.compiler import CompiledPipeline
@@ -48,7 +50,8 @@ async def test_first_stage_forwards_a_good_record_to_the_next_stage_keyed_by_rec
     [out] = report.outgoing
     assert out.topic == DATA_QUALITY_TOPIC
     assert out.key == b"APP-1"
-    assert out.headers == []
+    assert [name for name, _ in out.headers] == ["se.auth"]
+    assert auth().verify(DATA_QUALITY_TOPIC, out.value, out.headers) is None
     envelope = orjson.loads(out.value)
     assert envelope["record_id"] == "APP-1"
     assert envelope["data"]["email"] == "john.smith@example.com"
@@ -143,7 +146,7 @@ async def test_earlier_results_are_passed_on_exactly_as_they_came_even_with_odd_
     trimmed.update(duration_ms="slow", attempts="many", extra_by_a_newer_version=[1, 2])
     body = orjson.dumps(envelope)
     report = await processor(pipeline, "data_quality").process(
-        [message(body, key=b"APP-1", topic=DATA_QUALITY_TOPIC)]
+        [signed(body, DATA_QUALITY_TOPIC, key=b"APP-1")]
     )
     [out] = report.outgoing
     assert out.topic == "customer_onboarding.stage.compliance"
@@ -199,7 +202,7 @@ async def test_malformed_envelope_on_a_stage_topic_is_dead_lettered_and_the_batc
     good = hop(first.outgoing[0], offset=2)
     broken = orjson.loads(first.outgoing[0].value)
     broken["results"] = []
-    bad = message(broken, key=b"APP-0", offset=1, topic=DATA_QUALITY_TOPIC)
+    bad = signed(broken, DATA_QUALITY_TOPIC, key=b"APP-0", offset=1)
     report = await processor(pipeline, "data_quality").process([bad, good])
     [dead] = to(report, DLQ)
     assert (dead.key, dead.value) == (b"APP-0", bad.value)

@@ -1,0 +1,157 @@
+"""What an input record may be before the engine works on it: bounded nesting, string and
+collection sizes, integers a 64-bit JSON reader can carry, and each key once per object.
+
+JSON decoders disagree past these points (orjson reads 1,023 levels but writes 254; integers
+beyond 64 bits become floats; a repeated key keeps its last value while other readers keep
+the first), so a record past them is refused once, when it enters, with a reason of its own.
+The checks cost a few byte counts on a typical record: the walk over the decoded value runs
+only when the raw bytes say a limit could be reached."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from stream_engine.core.outcome import DeadLetterReason
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+#: 19 digits in a row: the shortest run that can spell an integer beyond 64 bits.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+#: Where a key may end: a quote, optional blanks, a colon (also matches inside strings, so
+#: it can only over-count keys).
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLimits:
+    """Bounds on one input record (``input.limits``)."""
+
+    #: Levels of nested objects and arrays; the record itself is level 1.
+    max_depth: int = 32
+    #: Characters in one string (keys included).
+    max_string_length: int = 65_536
+    #: Elements of one array, or members of one object.
+    max_items: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordProblem:
+    """Why a decoded record is refused: the dead-letter reason and a message for people."""
+
+    reason: DeadLetterReason
+    message: str
+
+
+def check_record(raw: bytes, record: dict[str, Any], limits: RecordLimits) -> RecordProblem | None:
+    """None when ``record`` (decoded from ``raw``) is within ``limits``, is free of integers
+    beyond 64 bits and names each key once per object; else why not."""
+    opens = raw.count(b"{") + raw.count(b"[")
+    size = len(raw)
+    keys = len(record)
+    if (
+        opens > limits.max_depth
+        or size > limits.max_string_length
+        or size >= 2 * limits.max_items
+        or opens > 1
+    ):
+        problem, keys = _walk(record, limits)
+        if problem is not None:
+            return problem
+    if _LONG_DIGITS.search(raw) is not None:
+        problem = _integers_in_range(raw)
+        if problem is not None:
+            return problem
+    if len(_KEY_END.findall(raw)) != keys:
+        return _unique_keys(raw)
+    return None
+
+
+def _walk(record: dict[str, Any], limits: RecordLimits) -> tuple[RecordProblem | None, int]:
+    """Depth, sizes and the number of keys of a decoded record, without recursion."""
+    keys = 0
+    stack: list[tuple[Any, int, str]] = [(record, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > limits.max_depth:
+            return _limit(
+                f"{path or 'the record'} is nested deeper than {limits.max_depth} levels"
+            ), 0
+        items = len(value)
+        if items > limits.max_items:
+            noun = "members" if type(value) is dict else "elements"
+            return _limit(f"{path or 'the record'} has {items} {noun}, over {limits.max_items}"), 0
+        pairs = value.items() if type(value) is dict else enumerate(value)
+        if type(value) is dict:
+            keys += items
+        for key, inner in pairs:
+            where = f"{path}.{key}" if type(key) is str else f"{path}[{key}]"
+            if type(key) is str and len(key) > limits.max_string_length:
+                return _limit(
+                    f"a key of {path or 'the record'} is longer than "
+                    f"{limits.max_string_length} characters"
+                ), 0
+            kind = type(inner)
+            if kind is str:
+                if len(inner) > limits.max_string_length:
+                    return _limit(
+                        f"{where.lstrip('.')} is longer than {limits.max_string_length} characters"
+                    ), 0
+            elif kind is dict or kind is list:
+                stack.append((inner, depth + 1, where))
+    return None, keys
+
+
+def _limit(message: str) -> RecordProblem:
+    return RecordProblem(DeadLetterReason.LIMIT_EXCEEDED, message)
+
+
+class _Refused(Exception):
+    """Raised by the exact reader's hooks to stop at the first problem."""
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _Refused(
+            f"the integer {text[:24]}{'...' if len(text) > 24 else ''} is beyond "
+            "the signed 64-bit range; send it as a string"
+        )
+    return value
+
+
+def _integers_in_range(raw: bytes) -> RecordProblem | None:
+    """Read ``raw`` again with the standard reader, which sees each integer as written."""
+    try:
+        json.loads(raw, parse_int=_exact_int)
+    except _Refused as exc:
+        return RecordProblem(DeadLetterReason.DECODE_ERROR, str(exc))
+    except (ValueError, RecursionError):
+        return None  # orjson read it; the integers are what matters here
+    return None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            raise _Refused(
+                f"the key '{shown}' appears twice in one object; JSON readers "
+                "disagree on which value counts"
+            )
+        seen.add(key)
+    return dict(pairs)
+
+
+def _unique_keys(raw: bytes) -> RecordProblem | None:
+    """The exact check behind the cheap count: is any key repeated within one object?"""
+    try:
+        json.loads(raw, object_pairs_hook=_pairs)
+    except _Refused as exc:
+        return RecordProblem(DeadLetterReason.DECODE_ERROR, str(exc))
+    except (ValueError, RecursionError):
+        return None
+    return None
