@@ -3,6 +3,7 @@ query parameters for GET), the response must be a JSON object."""
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,16 @@ def _host(entry: str) -> str:
     if not host or "*" in host:
         raise ValueError(f"'{entry}' is not a host name or IP address")
     return host
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Traffic to this host never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 class HttpJsonParams(ServiceParams):
@@ -85,6 +96,28 @@ class HttpJsonService(ConfiguredService):
         self.params: HttpJsonParams = params
         self._url = URL(params.url)
         self._session: aiohttp.ClientSession | None = None
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """Unchecked certificates, and headers sent in clear text off this machine."""
+        p = self.params
+        out: list[tuple[str, str]] = []
+        if not p.verify_tls and p.ca_file is None:
+            out.append(
+                (
+                    "verify_tls",
+                    "false: the server's certificate is not checked, so anyone on the network "
+                    "path can pose as the service and read requests and headers",
+                )
+            )
+        if p.headers and self._url.scheme == "http" and not _is_loopback(self._url.host):
+            out.append(
+                (
+                    "headers",
+                    f"{', '.join(p.headers)} sent over plain http:// to {self._url.host}: "
+                    "anyone on the network path can read them; use https://",
+                )
+            )
+        return out
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

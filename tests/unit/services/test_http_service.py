@@ -472,3 +472,49 @@ def test_an_allowed_host_must_be_a_bare_host(entry: str):
             "kyc", {"url": "https://kyc.example/", "allowed_hosts": [entry]}
         )
     assert caught.value.errors()[0]["loc"] == ("allowed_hosts", 0)
+
+
+# -- warnings ---------------------------------------------------------------------------------
+
+
+def _warnings(**params: Any) -> list[tuple[str, str]]:
+    return HttpJsonService.from_params("kyc", params).warnings()
+
+
+def test_unverified_tls_is_a_warning():
+    assert _warnings(url="https://kyc.example/", verify_tls=False) == [
+        (
+            "verify_tls",
+            "false: the server's certificate is not checked, so anyone on the network path "
+            "can pose as the service and read requests and headers",
+        )
+    ]
+
+
+def test_headers_over_plain_http_are_a_warning_that_names_them_but_not_their_values():
+    warnings = _warnings(
+        url="http://kyc.example/", headers={"X-Api-Key": SECRET, "Authorization": SECRET}
+    )
+    assert warnings == [
+        (
+            "headers",
+            "X-Api-Key, Authorization sent over plain http:// to kyc.example: anyone on the "
+            "network path can read them; use https://",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"url": "https://kyc.example/", "headers": {"X-Api-Key": SECRET}},
+        {"url": "http://kyc.example/"},
+        {"url": "http://127.0.0.1:8080/", "headers": {"X-Api-Key": SECRET}},
+        {"url": "http://localhost/", "headers": {"X-Api-Key": SECRET}},
+        {"url": "http://[::1]/", "headers": {"X-Api-Key": SECRET}},
+        {"url": "https://kyc.example/", "verify_tls": False, "ca_file": "/etc/ca.pem"},
+    ],
+    ids=["https", "http-without-headers", "loopback-ip", "localhost", "loopback-v6", "ca-file"],
+)
+def test_safe_choices_draw_no_warning(params: dict[str, Any]):
+    assert _warnings(**params) == []
