@@ -288,6 +288,8 @@ class Compiler:
             except ValidationError as exc:
                 self._params_errors(cls.Params, exc, (*path, "params"))
                 continue
+            for param, message in instance.warnings():
+                self.warnings.append(f"{format_location((*path, 'params', param))}: {message}")
             out[name] = GuardedService(
                 name,
                 instance,

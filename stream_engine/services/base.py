@@ -34,6 +34,11 @@ class ConfiguredService:
         """Validate ``raw`` (raises pydantic.ValidationError) and build the service."""
         return cls(name, cls.Params.model_validate(raw))
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """Valid but risky params, as (param, message) pairs that ``validate`` prints; the
+        messages never contain a secret."""
+        return []
+
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request."""
         raise NotImplementedError
