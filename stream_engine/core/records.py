@@ -10,8 +10,10 @@ only when the raw bytes say a limit could be reached."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from stream_engine.core.outcome import DeadLetterReason
@@ -87,7 +89,7 @@ def _walk(record: dict[str, Any], limits: RecordLimits) -> tuple[RecordProblem |
         if type(value) is dict:
             keys += items
         for key, inner in pairs:
-            where = f"{path}.{key}" if type(key) is str else f"{path}[{key}]"
+            where = f"{path}[{key}]" if type(key) is int else f"{path}.{key}" if path else str(key)
             if type(key) is str and len(key) > limits.max_string_length:
                 return _limit(
                     f"a key of {path or 'the record'} is longer than "
@@ -155,3 +157,56 @@ def _unique_keys(raw: bytes) -> RecordProblem | None:
     except (ValueError, RecursionError):
         return None
     return None
+
+
+class NotJson(ValueError):
+    """A computed value that JSON cannot carry to the next stage; the message says which."""
+
+
+def record_value(value: Any, limits: RecordLimits | None = None) -> Any:
+    """A value a rule computed for the record (a CEL result, a service's answer), as every
+    later stage will see it after the hop: timestamps become RFC 3339 text and durations CEL's
+    text (``90s``); bytes, non-finite numbers and integers beyond 64 bits raise ``NotJson``
+    (the offline tools and Kafka then agree, instead of JSON turning ``inf`` into ``null``)."""
+    return _json(value, 1, (limits or RecordLimits()).max_depth + 8)
+
+
+def _json(value: Any, depth: int, deepest: int) -> Any:
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise NotJson(f"the integer {value} is beyond the signed 64-bit range")
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise NotJson(f"{value} is not a number JSON can carry")
+        return value
+    if depth > deepest:
+        raise NotJson(f"the value is nested deeper than {deepest} levels")
+    if isinstance(value, dict):
+        return {_key(k): _json(v, depth + 1, deepest) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v, depth + 1, deepest) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+    for plain in (bool, int, float, str):  # a subclass (a CEL uint is an int) as its base
+        if isinstance(value, plain):
+            return _json(plain(value), depth, deepest)
+    raise NotJson(f"a value of type {kind.__name__} cannot be carried in JSON")
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key)
+    raise NotJson(f"a key of type {type(key).__name__} cannot be carried in JSON")

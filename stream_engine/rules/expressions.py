@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from stream_engine.core.expr import Expression
+from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
+from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
 
 
@@ -88,5 +90,9 @@ class DerivedField(ConfiguredRule[DerivedFieldParams]):
         name = self.params.field
         if not self.params.overwrite and ctx.data.get(name) is not None:
             return passed(f"{name} already set")
-        ctx.data[name] = self._expr.evaluate(ctx.data, ctx.results, self._vars)
+        value = self._expr.evaluate(ctx.data, ctx.results, self._vars)
+        try:
+            ctx.data[name] = record_value(value)
+        except NotJson as exc:
+            raise RuleEvaluationError(f"{name}: {exc}") from None
         return passed(f"set {name}")

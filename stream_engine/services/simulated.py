@@ -13,6 +13,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from stream_engine.core.expr import Expression
+from stream_engine.core.records import NotJson, record_value
 from stream_engine.errors import ExpressionError, ServiceError
 from stream_engine.services.base import ConfiguredService, ServiceParams, register_service
 
@@ -92,7 +93,7 @@ class SimulatedService(ConfiguredService):
         for field, expression, salt in self._fields:
             env["rand"] = _unit(base, salt)
             try:
-                response[field] = expression.evaluate_env(env)
-            except ExpressionError as exc:
+                response[field] = record_value(expression.evaluate_env(env))
+            except (ExpressionError, NotJson) as exc:
                 raise ServiceError(f"{self.name}: field {field}: {exc}") from exc
         return response
