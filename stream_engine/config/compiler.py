@@ -193,6 +193,7 @@ class Compiler:
         self._topic_names(data.get("stages"), stages)
         self._pii(top)
         self._input_schema(top)
+        self._envelope_keys()
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -223,6 +224,17 @@ class Compiler:
         )
         breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
         return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+
+    def _envelope_keys(self) -> None:
+        """A key written into the file travels with every copy of it: warn, and say how."""
+        written = self.effective.source.data.get("runtime")
+        keys = written.get("envelope_keys") if isinstance(written, dict) else None
+        for key_id, value in (keys or {}).items() if isinstance(keys, dict) else ():
+            if isinstance(value, str) and "${" not in value:
+                self.warnings.append(
+                    f"runtime.envelope_keys.{key_id}: the key is written in the file; give it "
+                    "as ${VAR} (or $STREAM_ENGINE_ENVELOPE_KEY) so it stays out of the file"
+                )
 
     def _input_schema(self, top: PipelineConfig | None) -> None:
         """``input.schema`` is a JSON Schema whose every ``$ref`` resolves and whose patterns

@@ -113,6 +113,14 @@ def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str
     pii, pii_written = out.get("pii"), written.get("pii")
     if isinstance(pii, dict) and isinstance(pii_written, dict) and "hash_key" in pii:
         out["pii"] = {**pii, "hash_key": pii_written.get("hash_key")}
+    runtime, runtime_written = out.get("runtime"), written.get("runtime")
+    if isinstance(runtime, dict) and isinstance(runtime_written, dict):
+        keys = runtime_written.get("envelope_keys")
+        if isinstance(keys, dict) and "envelope_keys" in runtime:
+            out["runtime"] = {
+                **runtime,
+                "envelope_keys": {k: _reference(v) for k, v in keys.items()},
+            }
     services, services_written = out.get("services"), written.get("services")
     if isinstance(services, dict) and isinstance(services_written, dict):
         out["services"] = {
@@ -120,6 +128,18 @@ def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str
             for name, body in services.items()
         }
     return out
+
+
+#: What the hash sees of a secret written into the file itself (not a ``${VAR}``): never
+#: the value, so no decision carries a hash of it.
+LITERAL_SECRET = "<a literal secret>"
+
+
+def _reference(written: Any) -> Any:
+    """A secret as the hash sees it: its ``${VAR}`` reference, or a placeholder."""
+    if isinstance(written, str) and _VAR.search(written):
+        return written
+    return LITERAL_SECRET
 
 
 def _headers_as_written(body: Any, written: Any) -> Any:
