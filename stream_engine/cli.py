@@ -510,6 +510,47 @@ def topics_list(config: Path, environment: str | None, broker: str | None) -> No
     out.print(table)
 
 
+@topics.command(name="acls")
+@CONFIG_ARG
+@ENV_OPTION
+@click.option(
+    "--workers",
+    default="User:stream-engine",
+    show_default=True,
+    help="Principal of the stage workers (and of dlq replay).",
+)
+@click.option(
+    "--producers", default="User:producer", show_default=True, help="Principal of producers."
+)
+@click.option(
+    "--consumers",
+    default="User:decisions-reader",
+    show_default=True,
+    help="Principal of the applications that read decisions.",
+)
+@click.option(
+    "--consumer-groups",
+    metavar="PREFIX",
+    help="Consumer-group prefix of those applications (default: <pipeline>.readers.).",
+)
+@boundary
+def topics_acls(
+    config: Path,
+    environment: str | None,
+    workers: str,
+    producers: str,
+    consumers: str,
+    consumer_groups: str | None,
+) -> None:
+    """Print a kafka-acls.sh script granting what the pipeline needs and nothing more: only
+    the workers write stage, output and dead-letter topics; producers write the input topic."""
+    from stream_engine.runtime.acls import Principals, acl_script
+
+    pipeline = _load(config, environment)
+    who = Principals(workers, producers, consumers, consumer_groups or "")
+    sys.stdout.write(acl_script(pipeline, who))
+
+
 @main.command()
 @CONFIG_ARG
 @click.argument("file", type=click.File("rb"))
