@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -20,11 +21,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.errors import StreamEngineError
+from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.tools import as_json, record_key
 from stream_engine.runtime.topics import pipeline_topics
+
+log = logging.getLogger(__name__)
 
 OUTPUTS: tuple[str, ...] = ("decisions", "rejected", "review", "dlq")
 
@@ -46,6 +50,12 @@ class Client:
         self.pipeline = pipeline
         self.kafka = KafkaSettings.for_pipeline(pipeline, broker)
         self.topics: TopicNames = pipeline_topics(pipeline)
+        #: Verifies what the output topics carry, when this client has the pipeline's keys.
+        self.auth: EnvelopeAuth | None = None
+        with contextlib.suppress(ConfigError):
+            self.auth = envelope_auth(pipeline)
+        #: Messages left out because they were not written by the pipeline's workers.
+        self.refused = 0
         self._stack = contextlib.AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
 
@@ -95,7 +105,8 @@ class Client:
     ) -> AsyncIterator[dict[str, Any]]:
         """Messages of the chosen output topics as JSON objects (dead letters with their
         headers), until the caller stops iterating. Without ``group_id`` no offsets are kept;
-        with one, the group's committed position is used and advanced."""
+        with one, the group's committed position is used and advanced. With the pipeline's
+        envelope keys, a message the workers did not write is left out (``refused``)."""
         unknown = [o for o in outputs if o not in OUTPUTS]
         if unknown:
             raise StreamEngineError(f"unknown output(s) {unknown}; choose from {list(OUTPUTS)}")
@@ -111,7 +122,25 @@ class Client:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for messages in batch.values():
                     for message in messages:
-                        yield as_json(message)
+                        if self._authentic(message):
+                            yield as_json(message)
+
+    def _authentic(self, message: Any) -> bool:
+        """Whether a worker of the pipeline wrote ``message`` (always, without keys: then
+        nothing can be checked)."""
+        if self.auth is None:
+            return True
+        headers = list(message.headers or [])
+        problem = self.auth.verify(
+            message.topic, message.value or b"", headers, bind=message.topic == self.topics.dlq
+        )
+        if problem is None:
+            return True
+        self.refused += 1
+        log.warning(
+            "left out %s[%d]@%d: %s", message.topic, message.partition, message.offset, problem
+        )
+        return False
 
     async def wait_for(
         self,

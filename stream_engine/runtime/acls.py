@@ -77,7 +77,7 @@ def grants(pipeline: CompiledPipeline, who: Principals) -> list[Grant]:
             "topic",
             topics.dlq,
             why="dead letters: written by stages, read by dlq replay",
-        ),  # fmt: skip
+        ),
         Grant(who.workers, ("Read",), "group", groups, True, "the stages' consumer groups"),
     ]
     if exactly_once:
@@ -89,7 +89,7 @@ def grants(pipeline: CompiledPipeline, who: Principals) -> list[Grant]:
                 groups,
                 True,
                 "one transactional id per input partition",
-            ),  # fmt: skip
+            ),
             Grant(who.workers, ("IdempotentWrite",), "cluster", "", why="transactions"),
         ]
     readers = who.consumer_groups or f"{pipeline.plan.name}.readers."
