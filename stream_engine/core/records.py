@@ -14,14 +14,14 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from collections.abc import Iterable
 from typing import Any
 
 from stream_engine.core.outcome import DeadLetterReason
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-#: 19 digits in a row: the shortest run that can spell an integer beyond 64 bits.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+_TWO_63 = 2.0**63
 #: Where a key may end: a quote, optional blanks, a colon (also matches inside strings, so
 #: it can only over-count keys).
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
@@ -50,60 +50,99 @@ class RecordProblem:
 def check_record(raw: bytes, record: dict[str, Any], limits: RecordLimits) -> RecordProblem | None:
     """None when ``record`` (decoded from ``raw``) is within ``limits``, is free of integers
     beyond 64 bits and names each key once per object; else why not."""
-    opens = raw.count(b"{") + raw.count(b"[")
     size = len(raw)
-    keys = len(record)
     if (
-        opens > limits.max_depth
-        or size > limits.max_string_length
-        or size >= 2 * limits.max_items
-        or opens > 1
+        raw.count(b"{") + raw.count(b"[") == 1
+        and size <= limits.max_string_length
+        and size < 2 * limits.max_items
     ):
-        problem, keys = _walk(record, limits)
+        # One object of scalars, too short to hold a string or a list past the limits.
+        keys, big = len(record), _big_number(record.values())
+    else:
+        problem, keys, big = _walk(record, limits)
         if problem is not None:
             return problem
-    if _LONG_DIGITS.search(raw) is not None:
+    if big:
         problem = _integers_in_range(raw)
         if problem is not None:
             return problem
-    if len(_KEY_END.findall(raw)) != keys:
+    if not _keys_at_most(raw, keys):
         return _unique_keys(raw)
     return None
 
 
-def _walk(record: dict[str, Any], limits: RecordLimits) -> tuple[RecordProblem | None, int]:
-    """Depth, sizes and the number of keys of a decoded record, without recursion."""
+def _big_number(values: Iterable[Any]) -> bool:
+    """Whether any number could have been written as an integer beyond 64 bits (orjson reads
+    those as floats, or as ints up to 2**64)."""
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not -_TWO_63 < value < _TWO_63:
+                return True
+        elif kind is int and not INT64_MIN <= value <= INT64_MAX:
+            return True
+    return False
+
+
+def _keys_at_most(raw: bytes, keys: int) -> bool:
+    """Whether the text holds no more keys than were decoded (so none repeats): each key ends
+    in a quote and a colon, which ``raw.count`` finds unless blanks stand between them."""
+    if raw.count(b'" ') or raw.count(b'"\t') or raw.count(b'"\n') or raw.count(b'"\r'):
+        return len(_KEY_END.findall(raw)) == keys
+    return raw.count(b'":') == keys
+
+
+def _walk(record: dict[str, Any], limits: RecordLimits) -> tuple[RecordProblem | None, int, bool]:
+    """Depth, sizes, the number of keys and big numbers of a record, without recursion."""
     keys = 0
+    big = False
     stack: list[tuple[Any, int, str]] = [(record, 1, "")]
     while stack:
         value, depth, path = stack.pop()
         if depth > limits.max_depth:
-            return _limit(
-                f"{path or 'the record'} is nested deeper than {limits.max_depth} levels"
-            ), 0
+            where = path or "the record"
+            return _limit(f"{where} is nested deeper than {limits.max_depth} levels"), 0, big
         items = len(value)
         if items > limits.max_items:
             noun = "members" if type(value) is dict else "elements"
-            return _limit(f"{path or 'the record'} has {items} {noun}, over {limits.max_items}"), 0
-        pairs = value.items() if type(value) is dict else enumerate(value)
+            where = path or "the record"
+            return _limit(f"{where} has {items} {noun}, over {limits.max_items}"), 0, big
         if type(value) is dict:
             keys += items
+            pairs: Iterable[tuple[Any, Any]] = value.items()
+        else:
+            pairs = enumerate(value)
         for key, inner in pairs:
-            where = f"{path}[{key}]" if type(key) is int else f"{path}.{key}" if path else str(key)
-            if type(key) is str and len(key) > limits.max_string_length:
-                return _limit(
-                    f"a key of {path or 'the record'} is longer than "
-                    f"{limits.max_string_length} characters"
-                ), 0
             kind = type(inner)
             if kind is str:
                 if len(inner) > limits.max_string_length:
-                    return _limit(
-                        f"{where.lstrip('.')} is longer than {limits.max_string_length} characters"
-                    ), 0
+                    return (
+                        _limit(
+                            f"{_at(path, key)} is longer than {limits.max_string_length} characters"
+                        ),
+                        0,
+                        big,
+                    )
             elif kind is dict or kind is list:
-                stack.append((inner, depth + 1, where))
-    return None, keys
+                stack.append((inner, depth + 1, _at(path, key)))
+            elif not big and (kind is float or kind is int):
+                big = _big_number((inner,))
+            if type(key) is str and len(key) > limits.max_string_length:
+                where = path or "the record"
+                return (
+                    _limit(
+                        f"a key of {where} is longer than {limits.max_string_length} characters"
+                    ),
+                    0,
+                    big,
+                )
+    return None, keys, big
+
+
+def _at(path: str, key: Any) -> str:
+    if type(key) is int:
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
 
 
 def _limit(message: str) -> RecordProblem:
