@@ -200,7 +200,7 @@ async def test_dead_letter_headers_explain_the_error_without_the_value_it_quoted
     [letter] = dead_letters_of(produced)
     headers = dict(letter.headers)
     assert headers["dlq.rule"] == b"birth_date_parser"
-    assert headers["dlq.exception.message"] == b"ValueError: cannot read '******1-30' as a date"
+    assert headers["dlq.exception.message"] == b"ValueError: cannot read '**********' as a date"
     assert leaked(*headers.values()) == []
     # the value is what data_quality consumed, untouched: replay needs the real values
     assert orjson.loads(letter.value)["data"]["date_of_birth"] == BROKEN["date_of_birth"]
@@ -219,7 +219,7 @@ async def test_envelopes_carry_the_real_values_in_data_and_scrubbed_ones_in_resu
     )
     assert envelope["results"]["echo_identity"]["details"] == {
         "ssn_seen": "*******6789",
-        "born": "******3-15",
+        "born": "**********",
     }
 
 
@@ -243,7 +243,7 @@ async def test_with_mask_decisions_the_decisions_data_is_masked(tmp_path, carele
     _, produced = await through_pipeline(pipeline)
     decisions = decisions_of(produced)
     assert decisions["APP-GOOD"]["data"]["ssn"] == "*******6789"
-    assert decisions["APP-GOOD"]["data"]["date_of_birth"] == "******3-15"
+    assert decisions["APP-GOOD"]["data"]["date_of_birth"] == "**********"
     assert leaked(*(orjson.dumps(d) for d in decisions.values())) == []
 
 
