@@ -24,6 +24,7 @@ import hmac
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from ahocorasick_rs import AhoCorasick, MatchKind
@@ -56,18 +57,20 @@ _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 _SEP = r"[-/. ]"
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
-#: The shapes a date is recognised by (after ``strip``): every format ``MinimumAge`` parses by
-#: default and ISO date-times, day-first and month-first orders, two-digit years and English
-#: month names, each optionally followed by a time.
+#: The shapes a date is recognised by (after ``strip``): every form ``MinimumAge`` reads as a
+#: date by default (its formats, zero-padded or not, and ISO dates, week dates and date-times)
+#: and more: day-first orders, two-digit years, English month names; each may be followed by
+#: a time.
 _DATE = re.compile(
     rf"""(?:
         (?P<y1>\d{{4}}){_SEP}\d{{1,2}}{_SEP}\d{{1,2}}
       | \d{{1,2}}{_SEP}\d{{1,2}}{_SEP}(?:(?P<y2>\d{{4}})|\d{{2}})
-      | (?P<compact>\d{{8}})
-      | {_DAY}\s*{_MONTH},?\s*(?P<y3>\d{{4}})
-      | {_MONTH}\s*{_DAY},?\s*(?P<y4>\d{{4}})
-      | (?P<y5>\d{{4}}){_SEP}{_MONTH}{_SEP}\d{{1,2}}
-    )(?:[T ]\d{{1,2}}:\d{{2}}.*)?""",
+      | (?P<compact>\d{{6,8}})
+      | (?P<y3>\d{{4}})-?W\d{{2}}(?:-?\d)?
+      | {_DAY}\s*{_MONTH},?\s*(?P<y4>\d{{4}})
+      | {_MONTH}\s*{_DAY},?\s*(?P<y5>\d{{4}})
+      | (?P<y6>\d{{4}}){_SEP}{_MONTH}{_SEP}\d{{1,2}}
+    )(?:[T ]\d.*)?""",
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
 )
 _YEARS = range(1800, 2200)
@@ -81,20 +84,27 @@ def date_year(text: str) -> str | None:
         return None
     compact = match.group("compact")
     if compact is None:
-        return next((y for y in match.group("y1", "y2", "y3", "y4", "y5") if y), "")
+        return next((y for y in match.group("y1", "y2", "y3", "y4", "y5", "y6") if y), "")
     return _compact_year(compact)
 
 
 def _compact_year(digits: str) -> str | None:
-    """The year of eight digits read as YYYYMMDD, DDMMYYYY or MMDDYYYY (``None``: no date)."""
-    for year, month, day in (
-        (digits[:4], digits[4:6], digits[6:]),
-        (digits[4:], digits[2:4], digits[:2]),
-        (digits[4:], digits[:2], digits[2:4]),
-    ):
-        if int(year) in _YEARS and 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
-            return year
-    return None
+    """The year of eight digits read as YYYYMMDD, DDMMYYYY or MMDDYYYY, or of six or seven
+    read as ``MinimumAge`` reads them (``%Y%m%d`` unpadded); ``None`` when they are no date."""
+    if len(digits) == 8:
+        for year, month, day in (
+            (digits[:4], digits[4:6], digits[6:]),
+            (digits[4:], digits[2:4], digits[:2]),
+            (digits[4:], digits[:2], digits[2:4]),
+        ):
+            if int(year) in _YEARS and 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+                return year
+        return None
+    try:
+        born = datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return None
+    return digits[:4] if born.year in _YEARS else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from core_builders import Raises, pipeline, spec, stage
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stream_engine.core.executor import Executor
@@ -21,7 +21,7 @@ from stream_engine.core.pii import FEW, HIDDEN_DATE, Masker, PiiPolicy
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.rule import Rule, RuleContext
 from stream_engine.core.state import DeadLetter, DeadLetterReason, RecordState
-from stream_engine.rules.dates import DEFAULT_FORMATS
+from stream_engine.rules.dates import DEFAULT_FORMATS, parse_date
 
 SSN = "123-45-6789"
 DOB = "1985-03-15"
@@ -93,6 +93,10 @@ def test_mask_keeps_the_last_four_characters_and_the_length():
         "1985-Jun-14",
         " 1985-06-14 ",
         "١٩٨٥-٠٦-١٤",
+        "1985-W24-5",
+        "1985614",
+        "19850614T1030",
+        "1985-06-14T10",
     ],
 )
 def test_a_mask_keeps_nothing_of_a_date_whatever_its_format(written):
@@ -105,6 +109,39 @@ def test_no_date_minimum_age_can_parse_keeps_a_digit_when_masked(born):
     for fmt in DEFAULT_FORMATS:
         assert m.protect(born.strftime(fmt)) == HIDDEN_DATE
     assert m.protect(datetime(born.year, born.month, born.day, 8, 5).isoformat()) == HIDDEN_DATE
+
+
+LAYOUTS = (
+    "{Y}-{m}-{d}",
+    "{m}/{d}/{Y}",
+    "{d}.{m}.{Y}",
+    "{Y}/{m}/{d}",
+    "{Y}{m}{d}",
+    "{Y}-W{w}-{u}",
+    "{Y}W{w}{u}",
+    "{Y}-W{w}",
+)
+TIMES = ("", "T{h}", "T{h}:{n}", " {h}:{n}:{n}Z", "T{h}{n}", "T{h}:{n}:{n}.123+05:30")
+
+
+@given(
+    born=st.dates(min_value=date(1800, 1, 1), max_value=date(2199, 12, 31)),
+    layout=st.sampled_from(LAYOUTS),
+    time=st.sampled_from(TIMES),
+    padded=st.tuples(st.booleans(), st.booleans()),
+    week=st.integers(1, 52),
+    weekday=st.integers(1, 7),
+)
+def test_every_value_minimum_age_reads_as_a_date_is_masked_whole(
+    born, layout, time, padded, week, weekday
+):
+    month = f"{born.month:02d}" if padded[0] else str(born.month)
+    day = f"{born.day:02d}" if padded[1] else str(born.day)
+    written = (layout + time).format(
+        Y=born.year, m=month, d=day, w=f"{week:02d}", u=weekday, h="08", n="05"
+    )
+    assume(parse_date(written, DEFAULT_FORMATS) is not None)
+    assert masker().protect(written) == HIDDEN_DATE
 
 
 def test_with_dates_year_a_mask_keeps_only_the_year():
