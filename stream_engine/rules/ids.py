@@ -51,8 +51,9 @@ class DeterministicId(ConfiguredRule[DeterministicIdParams]):
         if not hashed or self.params.salt:
             return []
         return [
-            f"hash_fields: the id hashes PII field(s) {', '.join(hashed)} without a salt, so "
-            "anyone can find the values again by hashing every possible one: set salt: ${VAR}"
+            f"hash_fields: the id hashes PII field(s) {', '.join(hashed)} without a salt: "
+            "whoever knows the other fields finds the value again by hashing every possible "
+            "one (an SSN has 10^9); set salt: ${VAR}"
         ]
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
