@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from stream_engine.config.loader import EffectiveConfig
+from stream_engine.config.loader import EffectiveConfig, written_literally
 from stream_engine.config.models import (
     OUTPUT_KINDS,
     CircuitBreakerConfig,
@@ -35,7 +35,7 @@ from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import Route
-from stream_engine.core.pii import PiiPolicy
+from stream_engine.core.pii import PiiInputs, PiiPolicy
 from stream_engine.core.plan import (
     PipelinePlan,
     RuleSpec,
@@ -53,6 +53,10 @@ from stream_engine.errors import ConfigError, ConfigErrors, ExpressionError, Reg
 M = TypeVar("M", bound=BaseModel)
 
 NO_RETRY = RetryPolicy()
+#: Below this many bytes a ``pii.hash_key`` draws a warning: with one value and its hash (an
+#: applicant's own SSN and a decision), a short key is found by trying keys (a 1-character key
+#: fell in 0.13 s); 16 random bytes are out of reach.
+MIN_HASH_KEY_BYTES = 16
 
 
 @dataclass
@@ -139,6 +143,8 @@ class Compiler:
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
         self._seen: set[tuple[str, str]] = set()
+        #: What each rule learns of the pipeline's PII (``Rule.learn_pii``).
+        self.pii_inputs = PiiInputs()
 
     # -- error collection -------------------------------------------------------------------
 
@@ -189,6 +195,8 @@ class Compiler:
         services = self._services(
             data.get("services"), execution.default_timeout_s if execution else None
         )
+        if top is not None:
+            self.pii_inputs = PiiInputs(frozenset(top.pii_fields), top.pii.reveal_derived)
         stages = self._stages(data.get("stages"), top, services)
         self._topic_names(data.get("stages"), stages)
         self._pii(top)
@@ -217,6 +225,9 @@ class Compiler:
                     else None
                 ),
                 mask_decisions=config.pii.mask_decisions,
+                dates=config.pii.dates,
+                date_fields=tuple(config.pii.date_fields),
+                reveal_derived=config.pii.reveal_derived,
             ),
             environment=self.effective.environment,
             limits=RecordLimits(**config.input.limits.model_dump()),
@@ -227,10 +238,10 @@ class Compiler:
 
     def _envelope_keys(self) -> None:
         """A key written into the file travels with every copy of it: warn, and say how."""
-        written = self.effective.source.data.get("runtime")
+        written = self.effective.written.get("runtime")
         keys = written.get("envelope_keys") if isinstance(written, dict) else None
-        for key_id, value in (keys or {}).items() if isinstance(keys, dict) else ():
-            if isinstance(value, str) and "${" not in value:
+        for key_id, value in keys.items() if isinstance(keys, dict) else ():
+            if written_literally(value):
                 self.warnings.append(
                     f"runtime.envelope_keys.{key_id}: the key is written in the file; give it "
                     "as ${VAR} (or $STREAM_ENGINE_ENVELOPE_KEY) so it stays out of the file"
@@ -247,32 +258,23 @@ class Compiler:
             self.error(("input", "schema"), str(exc))
 
     def _pii(self, top: PipelineConfig | None) -> None:
-        """``pii_fields`` lists each field once; warn where the protection is weaker than it
-        looks (record ids taken from a PII field, hashing without a key, a ``pii`` section
-        that protects nothing)."""
-        raw = self.data.get("pii_fields")
-        seen: set[str] = set()
-        for i, name in enumerate(raw if isinstance(raw, list) else ()):
-            if not isinstance(name, str):
-                continue
-            if name in seen:
-                self.error(("pii_fields", i), f"'{name}' is listed twice")
-            seen.add(name)
+        """``pii_fields`` lists each field once, as a name or a dotted path; ``date_fields``
+        are among them; warn where the protection is weaker than it looks (record ids taken
+        from a PII field, a hash key that is missing, short or written in the file, a ``pii``
+        section that protects nothing)."""
+        seen = self._pii_fields(self.data.get("pii_fields"))
         if top is None:
             return
         pii = top.pii
+        for i, name in enumerate(pii.date_fields):
+            if name not in seen:
+                self.error(("pii", "date_fields", i), f"'{name}' is not listed in pii_fields")
         configured = isinstance(self.data.get("pii"), dict) and bool(self.data["pii"])
         if configured and not top.pii_fields:
             self.warnings.append("pii: no pii_fields are listed, so nothing is protected")
         if not top.pii_fields:
             return
-        if pii.mode == "hash" and pii.hash_key is None:
-            self.warnings.append(
-                "pii.mode: hash without pii.hash_key is plain SHA-256, which a dictionary of "
-                "all SSNs or dates of birth reverses; set pii.hash_key: ${VAR}"
-            )
-        if pii.mode == "mask" and pii.hash_key is not None:
-            self.warnings.append("pii.hash_key: only used with pii.mode: hash")
+        self._hash_key(pii.mode, pii.hash_key.get_secret_value() if pii.hash_key else None)
         for key in ("key_field", "tenant_field"):
             field_name = getattr(top.input, key)
             if field_name in seen:
@@ -280,6 +282,51 @@ class Compiler:
                     f"input.{key}: '{field_name}' is a PII field, and its value is carried "
                     "unprotected (Kafka keys, record ids, dead-letter headers, decisions)"
                 )
+
+    def _pii_fields(self, raw: Any) -> set[str]:
+        """The names ``pii_fields`` lists; a name listed twice, or a path with an empty part
+        (``applicant..ssn``), is an error at its place."""
+        seen: set[str] = set()
+        for i, name in enumerate(raw if isinstance(raw, list) else ()):
+            if not isinstance(name, str) or not name:
+                continue
+            if name in seen:
+                self.error(("pii_fields", i), f"'{name}' is listed twice")
+            elif "" in name.split("."):
+                self.error(
+                    ("pii_fields", i),
+                    f"'{name}' has an empty part: name a field, or a path like applicant.ssn",
+                )
+            seen.add(name)
+        return seen
+
+    def _hash_key(self, mode: str, key: str | None) -> None:
+        """Warnings about ``pii.hash_key``: missing in hash mode, unused in mask mode, too
+        short, or written in the file instead of read from the environment."""
+        if mode == "hash" and key is None:
+            self.warnings.append(
+                "pii.mode: hash without pii.hash_key is plain SHA-256, which a dictionary of "
+                "all SSNs or dates of birth reverses; set pii.hash_key: ${VAR}"
+            )
+        if key is None:
+            return
+        if mode == "mask":
+            self.warnings.append("pii.hash_key: only used with pii.mode: hash")
+            return
+        size = len(key.encode("utf-8"))
+        if size < MIN_HASH_KEY_BYTES:
+            self.warnings.append(
+                f"pii.hash_key: {size} byte(s) is short: anyone who knows one value and its "
+                "hash can find a short key by trying keys, and then reverse every hash; use "
+                f"at least {MIN_HASH_KEY_BYTES} random bytes (e.g. openssl rand -hex 32)"
+            )
+        written = self.effective.written.get("pii")
+        if isinstance(written, dict) and written_literally(written.get("hash_key")):
+            self.warnings.append(
+                "pii.hash_key: written in the file (as text or a ${VAR:-default}): anyone who "
+                "can read the file or its history can reverse the hashes; read it from the "
+                "environment only, hash_key: ${PII_HASH_KEY}"
+            )
 
     def _services(self, raw: Any, default_timeout: float | None) -> dict[str, GuardedService]:
         out: dict[str, GuardedService] = {}
@@ -492,6 +539,8 @@ class Compiler:
                 continue
             if not config.enabled:
                 continue
+            where = format_location((*path, "params"))
+            self.warnings.extend(f"{where}.{note}" for note in rule.learn_pii(self.pii_inputs))
             is_async = RuleSpec.detect_async(rule)
             specs.append(
                 RuleSpec(

@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from stream_engine.errors import ConfigError, ConfigErrors
 ENV_VAR = "STREAM_ENGINE_ENV"
 REPLACE = "$replace"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: What ``config_hash`` covers of a secret's literal text (written in the file, or as the
+#: default of a ``${VAR:-default}``): a fixed placeholder, never the text itself.
+SECRET_PLACEHOLDER = "<secret>"
 
 
 @dataclass
@@ -31,6 +34,9 @@ class EffectiveConfig:
     lines: dict[PathKey, int]
     environment: str | None
     config_hash: str
+    #: The mapping as written, after the overlay and before ``${VAR}`` interpolation (to tell
+    #: a secret read from the environment from one written in the file).
+    written: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> Path | None:
@@ -104,22 +110,52 @@ def content_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:12]
 
 
+def secret_form(written: Any) -> Any:
+    """What ``config_hash`` covers of a secret as written: its ``${VAR}`` references (moving a
+    secret to another variable changes the hash, rotating its value does not), with every
+    literal part - text around the references, ``:-`` defaults - replaced by a placeholder, so
+    that no part of a key's value is ever hashed."""
+    if written is None:
+        return None
+    if not isinstance(written, str):
+        return SECRET_PLACEHOLDER
+    parts: list[str] = []
+    last = 0
+    for match in _VAR.finditer(written):
+        if match.group(0) == "$$":
+            continue  # an escaped '$': literal text
+        if match.start() > last:
+            parts.append(SECRET_PLACEHOLDER)
+        default = "" if match.group(2) is None else ":-" + SECRET_PLACEHOLDER
+        parts.append(f"${{{match.group(1)}{default}}}")
+        last = match.end()
+    if last < len(written):
+        parts.append(SECRET_PLACEHOLDER)
+    return "".join(parts)
+
+
+def written_literally(written: Any) -> bool:
+    """Whether a secret as written holds any literal text (beyond ``${VAR}`` references)."""
+    form = secret_form(written)
+    return isinstance(form, str) and SECRET_PLACEHOLDER in form
+
+
 def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
     """What ``config_hash`` covers: the effective configuration without ``kafka`` (where it
     runs, not what it decides), with each secret - ``pii.hash_key``, HTTP service ``headers``
-    - as written in the file (its ``${VAR}`` reference), never its value: the hash is in every
-    decision, and a hash of a weak secret can be guessed offline."""
+    - in its ``secret_form``, never its value: the hash is in every decision, and a hash of a
+    weak secret can be guessed offline."""
     out = {k: v for k, v in data.items() if k != "kafka"}
     pii, pii_written = out.get("pii"), written.get("pii")
     if isinstance(pii, dict) and isinstance(pii_written, dict) and "hash_key" in pii:
-        out["pii"] = {**pii, "hash_key": pii_written.get("hash_key")}
+        out["pii"] = {**pii, "hash_key": secret_form(pii_written.get("hash_key"))}
     runtime, runtime_written = out.get("runtime"), written.get("runtime")
     if isinstance(runtime, dict) and isinstance(runtime_written, dict):
         keys = runtime_written.get("envelope_keys")
         if isinstance(keys, dict) and "envelope_keys" in runtime:
             out["runtime"] = {
                 **runtime,
-                "envelope_keys": {k: _reference(v) for k, v in keys.items()},
+                "envelope_keys": {k: secret_form(v) for k, v in keys.items()},
             }
     services, services_written = out.get("services"), written.get("services")
     if isinstance(services, dict) and isinstance(services_written, dict):
@@ -130,24 +166,16 @@ def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str
     return out
 
 
-#: What the hash sees of a secret written into the file itself (not a ``${VAR}``): never
-#: the value, so no decision carries a hash of it.
-LITERAL_SECRET = "<a literal secret>"
-
-
-def _reference(written: Any) -> Any:
-    """A secret as the hash sees it: its ``${VAR}`` reference, or a placeholder."""
-    if isinstance(written, str) and _VAR.search(written):
-        return written
-    return LITERAL_SECRET
-
-
 def _headers_as_written(body: Any, written: Any) -> Any:
     params = body.get("params") if isinstance(body, dict) else None
     if not isinstance(params, dict) or "headers" not in params:
         return body
     written_params = written.get("params") if isinstance(written, dict) else None
     headers = written_params.get("headers") if isinstance(written_params, dict) else None
+    if isinstance(headers, dict):
+        headers = {name: secret_form(value) for name, value in headers.items()}
+    else:
+        headers = secret_form(headers)
     return {**body, "params": {**params, "headers": headers}}
 
 
@@ -184,7 +212,7 @@ def resolve(
     if errors:
         raise ConfigErrors(errors)
     return EffectiveConfig(
-        source, data, lines, environment, content_hash(hashed_part(data, written))
+        source, data, lines, environment, content_hash(hashed_part(data, written)), written
     )
 
 

@@ -229,13 +229,19 @@ class PiiConfig(_Model):
     for people: rule messages and details, reasons, dead-letter headers, logs, and - with
     ``mask_decisions`` - the data of decisions. The inter-stage envelope keeps real values.
 
-    ``mask`` keeps the last four characters (``*******6789``); ``hash`` writes ``sha256:`` and
-    16 hex digits of HMAC-SHA256 keyed by ``hash_key`` (use ``${VAR}``), or of plain SHA-256
-    when no key is given."""
+    ``mask`` keeps the last four characters (``*******6789``) and nothing of a date
+    (``**********``; ``dates: year`` keeps the year, ``1985-**-**``): a value is a date when it
+    reads as one, or when its field is listed in ``date_fields``. ``hash`` writes ``sha256:``
+    and 16 hex digits of HMAC-SHA256 keyed by ``hash_key`` (use ``${VAR}``), or of plain
+    SHA-256 when no key is given. Rules keep values they derive from PII fields (an age from a
+    date of birth) out of their messages and details unless ``reveal_derived``."""
 
     mode: Literal["mask", "hash"] = "mask"
     hash_key: SecretStr | None = None
     mask_decisions: bool = False
+    dates: Literal["hide", "year"] = "hide"
+    date_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    reveal_derived: bool = False
 
     @field_validator("hash_key")
     @classmethod

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from collections.abc import Iterable
 from typing import Any
 
 from stream_engine.core.outcome import DeadLetterReason

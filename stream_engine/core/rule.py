@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.service import Service
 
@@ -67,6 +68,13 @@ class Rule(ABC, Generic[P]):
     def requires(self) -> tuple[str, ...]:
         """Fields this rule needs to be present before it can run."""
         return ()
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Called once at load with the pipeline's PII fields, so that the rule keeps values it
+        derives from them (an age from a date of birth) out of its messages and details unless
+        ``pii.reveal_derived`` allows them. Returns warnings, each ``param: text``, about what
+        it does with PII otherwise. The default does nothing and says nothing."""
+        return []
 
     @abstractmethod
     def evaluate(self, ctx: RuleContext) -> Verdict | Awaitable[Verdict]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import AliasChoices, Field
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
@@ -66,12 +67,28 @@ class MinimumAgeParams(RuleParams):
 @register_rule("MinimumAge")
 class MinimumAge(ConfiguredRule[MinimumAgeParams]):
     """Parse a date of birth and FAIL below ``minimum_age`` (or above ``maximum_age``).
-    Strict (the default): an unparsable or future date FAILs; otherwise it SKIPs."""
+    Strict (the default): an unparsable or future date FAILs; otherwise it SKIPs. The age is
+    in the message and details unless the date is a PII field: an age next to the decision's
+    time narrows the date of birth down to days (``pii.reveal_derived`` shows it anyway)."""
 
     Params = MinimumAgeParams
+    #: Whether the age stays out of messages and details (set by ``learn_pii``).
+    _hide_age = False
 
     def provides(self) -> tuple[str, ...]:
         return (self.params.age_field,) if self.params.age_field else ()
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Hide the age of a PII date; warn when ``age_field`` would carry it unprotected."""
+        self._hide_age = pii.hides(self.params.field)
+        age_field = self.params.age_field
+        if self._hide_age and age_field and not pii.hides(age_field):
+            return [
+                f"age_field: '{age_field}' holds the age derived from PII field "
+                f"'{self.params.field}' and is not protected (decisions' data, later rules' "
+                "messages): list it in pii_fields"
+            ]
+        return []
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         params = self.params
@@ -92,7 +109,11 @@ class MinimumAge(ConfiguredRule[MinimumAgeParams]):
         if params.age_field:
             ctx.data[params.age_field] = age
         if age < params.minimum_age:
-            return failed(f"applicant is under {params.minimum_age}", age=age)
-        if params.maximum_age is not None and age > params.maximum_age:
-            return failed(f"applicant is over {params.maximum_age}", age=age)
-        return passed(f"age {age} is at least {params.minimum_age}", age=age)
+            message = f"applicant is under {params.minimum_age}"
+        elif params.maximum_age is not None and age > params.maximum_age:
+            message = f"applicant is over {params.maximum_age}"
+        elif self._hide_age:
+            return passed(f"applicant is at least {params.minimum_age}")
+        else:
+            return passed(f"age {age} is at least {params.minimum_age}", age=age)
+        return failed(message) if self._hide_age else failed(message, age=age)

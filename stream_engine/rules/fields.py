@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import (
@@ -269,9 +270,17 @@ class StringLengthParams(RuleParams):
 
 @register_rule("StringLength")
 class StringLength(ConfiguredRule[StringLengthParams]):
-    """FAIL unless the field's text has between min_length and max_length characters."""
+    """FAIL unless the field's text has between min_length and max_length characters. The
+    length is in the details unless the field is a PII field."""
 
     Params = StringLengthParams
+    #: Whether the length stays out of the details (set by ``learn_pii``).
+    _hide_length = False
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Hide the length of a PII value."""
+        self._hide_length = pii.hides(self.params.field)
+        return []
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         params = self.params
@@ -282,11 +291,14 @@ class StringLength(ConfiguredRule[StringLengthParams]):
             return failed(f"{params.field} must be text, got {type(value).__name__}")
         length = len(value.strip() if params.strip else value)
         if params.min_length is not None and length < params.min_length:
-            return failed(
-                f"{params.field} is shorter than {params.min_length} characters", length=length
-            )
-        if params.max_length is not None and length > params.max_length:
-            return failed(
-                f"{params.field} is longer than {params.max_length} characters", length=length
-            )
-        return passed(f"{params.field} length ok", length=length)
+            message = f"{params.field} is shorter than {params.min_length} characters"
+        elif params.max_length is not None and length > params.max_length:
+            message = f"{params.field} is longer than {params.max_length} characters"
+        else:
+            message = ""
+        details = {} if self._hide_length else {"length": length}
+        return (
+            failed(message, **details)
+            if message
+            else passed(f"{params.field} length ok", **details)
+        )

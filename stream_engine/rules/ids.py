@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import ConfiguredRule, RuleParams, is_missing, register_rule
@@ -43,6 +44,17 @@ class DeterministicId(ConfiguredRule[DeterministicIdParams]):
 
     def provides(self) -> tuple[str, ...]:
         return (self.params.field,)
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Its message names fields only; but an unsalted hash of a PII value is reversible."""
+        hashed = [name for name in self.params.hash_fields if pii.holds(name)]
+        if not hashed or self.params.salt:
+            return []
+        return [
+            f"hash_fields: the id hashes PII field(s) {', '.join(hashed)} without a salt: "
+            "whoever knows the other fields finds the value again by hashing every possible "
+            "one (an SSN has 10^9); set salt: ${VAR}"
+        ]
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         p = self.params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import (
@@ -85,6 +86,18 @@ class NameParsing(ConfiguredRule[NameParsingParams]):
 
     def requires(self) -> tuple[str, ...]:
         return (self.params.field,)
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Its message and details name fields only; the parts it writes are PII too."""
+        if not pii.hides(self.params.field):
+            return []
+        exposed = [name for name in self.provides() if not pii.hides(name)]
+        if not exposed:
+            return []
+        return [
+            f"field: the parts of PII field '{self.params.field}' are written to "
+            f"{', '.join(exposed)}, which are not protected: list them in pii_fields"
+        ]
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         p = self.params

@@ -8,6 +8,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
 from pydantic import AliasChoices, Field
 
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import (
@@ -97,9 +98,17 @@ _TYPES: dict[int, str] = {
 
 @register_rule("PhoneFormat")
 class PhoneFormat(ConfiguredRule[PhoneFormatParams]):
-    """FAIL unless the field holds a valid phone number (libphonenumber's full validation)."""
+    """FAIL unless the field holds a valid phone number (libphonenumber's full validation).
+    A refused number's region or type is named unless the field is a PII field."""
 
     Params = PhoneFormatParams
+    #: Whether what the number reveals stays out of messages and details (``learn_pii``).
+    _hide = False
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Hide the region and type of a PII number."""
+        self._hide = pii.hides(self.params.field)
+        return []
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         params = self.params
@@ -118,9 +127,13 @@ class PhoneFormat(ConfiguredRule[PhoneFormatParams]):
         if params.allowed_regions is not None:
             region = phonenumbers.region_code_for_number(number)
             if region not in params.allowed_regions:
+                if self._hide:
+                    return failed(f"{params.field} is not from an allowed region")
                 return failed(f"{params.field} is a {region} number", region=region)
         if params.allowed_types is not None:
             kind = _TYPES.get(phonenumbers.number_type(number), "other")
             if kind not in params.allowed_types:
+                if self._hide:
+                    return failed(f"{params.field} is not of an allowed type")
                 return failed(f"{params.field} is a {kind} number", type=kind)
         return passed("valid phone number")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import Outcome
+from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, needs_review, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
@@ -57,9 +59,13 @@ class WeightedScoreParams(RuleParams):
 class WeightedScore(ConfiguredRule[WeightedScoreParams]):
     """Combine numeric fields into a weighted average (each optionally transformed by CEL),
     write the score and its category, and FAIL or ask for review on chosen categories.
-    Absent components are left out and the weights renormalised."""
+    Absent components are left out and the weights renormalised. A component read from a PII
+    field is named in the details without its value, and a score it counts in is left out of
+    the message and details (the others' values would give it away); the category stays."""
 
     Params = WeightedScoreParams
+    #: The components read from PII fields (set by ``learn_pii``).
+    _hidden: frozenset[str] = frozenset()
 
     def __init__(self, params: WeightedScoreParams) -> None:
         super().__init__(params)
@@ -71,6 +77,13 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
     def provides(self) -> tuple[str, ...]:
         p = self.params
         return (p.score_field, p.category_field) if p.category_field else (p.score_field,)
+
+    def learn_pii(self, pii: PiiInputs) -> list[str]:
+        """Which components' values (and scores they count in) the details leave out."""
+        self._hidden = frozenset(
+            name for name, component in self.params.components.items() if pii.hides(component.field)
+        )
+        return []
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         p = self.params
@@ -87,18 +100,23 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
             used[name] = round(number, 6)
             total += number * weight
             weight_sum += weight
+        hidden = self._hidden.intersection(used) if self._hidden else self._hidden
+        shown = _without(used, hidden)
         if len(used) < p.min_components:
             return failed(
                 f"only {len(used)} of {len(self._components)} score components available",
-                components=used,
+                components=shown,
             )
         score_value = round(total / weight_sum, 6)
         ctx.data[p.score_field] = score_value
         category = self._category(score_value)
         if p.category_field and category is not None:
             ctx.data[p.category_field] = category
-        details: dict[str, Any] = {"score": score_value, "category": category, "components": used}
-        message = f"score {score_value:.3f}" + (f" ({category})" if category else "")
+        details: dict[str, Any] = {} if hidden else {"score": score_value}
+        details["category"] = category
+        details["components"] = shown
+        shown_score = "computed" if hidden else f"{score_value:.3f}"
+        message = f"score {shown_score}" + (f" ({category})" if category else "")
         if category in p.fail_categories:
             return failed(message, **details)
         if category in p.review_categories:
@@ -110,3 +128,10 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
             if category.below is None or score < category.below:
                 return category.name
         return None
+
+
+def _without(used: dict[str, float], hidden: frozenset[str]) -> Mapping[str, float | None]:
+    """The components as the details show them: those in ``hidden`` without their value."""
+    if not hidden:
+        return used
+    return {name: None if name in hidden else value for name, value in used.items()}

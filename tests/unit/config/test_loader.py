@@ -7,7 +7,7 @@ import json
 import pytest
 from config_helpers import base_config, errors_of, load, write
 
-from stream_engine.config.loader import load_effective
+from stream_engine.config.loader import hashed_part, load_effective
 
 
 def with_environments(**environments):
@@ -195,3 +195,32 @@ def test_content_hash_follows_which_variable_a_secret_is_read_from(tmp_path):
     config["pii"]["hash_key"] = "${OTHER_KEY}"
     after = load(tmp_path, config, environ={**SECRETS, "OTHER_KEY": "k-1"}).plan.config_hash
     assert after != before
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("a-literal-key-one", "a-literal-key-two"),
+        ("${PII_KEY:-default-one}", "${PII_KEY:-default-two}"),
+        ("one-${PII_KEY}", "two-${PII_KEY}"),
+    ],
+    ids=["literal", "default", "around a reference"],
+)
+def test_content_hash_never_covers_a_key_written_in_the_file(tmp_path, first, second):
+    hashes = []
+    for written in (first, second):
+        config = with_secrets()
+        config["pii"]["hash_key"] = written
+        hashes.append(load(tmp_path, config, environ=SECRETS).plan.config_hash)
+    assert hashes[0] == hashes[1]
+
+
+def test_what_content_hash_covers_of_a_secret_is_its_references_only():
+    data = {"pii": {"hash_key": "k-1"}, "services": {"crm": {"params": {"headers": {"A": "t"}}}}}
+    written = {
+        "pii": {"hash_key": "x${PII_KEY:-dev}"},
+        "services": {"crm": {"params": {"headers": {"A": "Bearer ${TOKEN}"}}}},
+    }
+    part = hashed_part(data, written)
+    assert part["pii"]["hash_key"] == "<secret>${PII_KEY:-<secret>}"
+    assert part["services"]["crm"]["params"]["headers"] == {"A": "<secret>${TOKEN}"}

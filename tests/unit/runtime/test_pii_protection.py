@@ -72,23 +72,43 @@ class ParseBirthDate(ConfiguredRule[ParseBirthDateParams]):
         raise ValueError(f"cannot read {ctx.data.get(self.params.field)!r} as a date")
 
 
+class QuoteFieldParams(RuleParams):
+    field: str
+
+
+class QuoteField(ConfiguredRule[QuoteFieldParams]):
+    """A careless custom rule: quotes a whole field (an object, say) when it has one."""
+
+    Params = QuoteFieldParams
+
+    def evaluate(self, ctx: RuleContext) -> Verdict:
+        value = ctx.data.get(self.params.field)
+        return passed(f"{self.params.field} is {value}", seen=value) if value else passed()
+
+
 @pytest.fixture
 def careless_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     RULES.names()  # entry points first, so nothing registers over these later
     monkeypatch.setitem(RULES._classes, "BlockList", BlockList)
     monkeypatch.setitem(RULES._classes, "ParseBirthDate", ParseBirthDate)
+    monkeypatch.setitem(RULES._classes, "QuoteField", QuoteField)
 
 
 def onboarding_with_careless_rules(
-    directory: Path, environ: dict[str, str] | None = None, **pii: Any
+    directory: Path,
+    environ: dict[str, str] | None = None,
+    pii_fields: list[str] | None = None,
+    **pii: Any,
 ) -> CompiledPipeline:
     """configs/customer_onboarding.yaml plus a service echoing the SSN and date of birth into
-    a result's details, and the two careless rules above in data_quality."""
+    a result's details, and the careless rules above in data_quality."""
     config = yaml.safe_load(ONBOARDING.read_text())
     config["topics"]["file"] = str(ROOT / "topics" / "customer_onboarding.yaml")
     del config["samples"]
     if pii:
         config["pii"] = pii
+    if pii_fields is not None:
+        config["pii_fields"] = pii_fields
     config["services"]["identity_echo"] = {
         "class": "SimulatedService",
         "params": {"fields": {"ssn_seen": "request.ssn", "born": "request.date_of_birth"}},
@@ -106,6 +126,10 @@ def onboarding_with_careless_rules(
         "class": "BlockList",
         "params": {"field": "ssn", "blocked": [BLOCKED["ssn"]]},
         "dependencies": ["required_personal_info"],
+    }
+    data_quality["co_applicant_echo"] = {
+        "class": "QuoteField",
+        "params": {"field": "co_applicant"},
     }
     data_quality["birth_date_parser"] = {
         "class": "ParseBirthDate",
@@ -200,7 +224,7 @@ async def test_dead_letter_headers_explain_the_error_without_the_value_it_quoted
     [letter] = dead_letters_of(produced)
     headers = dict(letter.headers)
     assert headers["dlq.rule"] == b"birth_date_parser"
-    assert headers["dlq.exception.message"] == b"ValueError: cannot read '******1-30' as a date"
+    assert headers["dlq.exception.message"] == b"ValueError: cannot read '**********' as a date"
     assert leaked(*headers.values()) == []
     # the value is what data_quality consumed, untouched: replay needs the real values
     assert orjson.loads(letter.value)["data"]["date_of_birth"] == BROKEN["date_of_birth"]
@@ -219,7 +243,7 @@ async def test_envelopes_carry_the_real_values_in_data_and_scrubbed_ones_in_resu
     )
     assert envelope["results"]["echo_identity"]["details"] == {
         "ssn_seen": "*******6789",
-        "born": "******3-15",
+        "born": "**********",
     }
 
 
@@ -243,7 +267,7 @@ async def test_with_mask_decisions_the_decisions_data_is_masked(tmp_path, carele
     _, produced = await through_pipeline(pipeline)
     decisions = decisions_of(produced)
     assert decisions["APP-GOOD"]["data"]["ssn"] == "*******6789"
-    assert decisions["APP-GOOD"]["data"]["date_of_birth"] == "******3-15"
+    assert decisions["APP-GOOD"]["data"]["date_of_birth"] == "**********"
     assert leaked(*(orjson.dumps(d) for d in decisions.values())) == []
 
 
@@ -286,3 +310,35 @@ async def test_an_internal_error_is_logged_and_dead_lettered_without_the_values_
 
 def _counted(report: BatchReport) -> tuple[Any, Any, Any]:
     return report.outcomes, report.decisions, report.dead_letters
+
+
+async def test_no_age_derived_from_the_date_of_birth_leaves_the_pipeline(tmp_path, careless_rules):
+    _, produced = await through_pipeline(onboarding_with_careless_rules(tmp_path), (GOOD,))
+    [decision] = decisions_of(produced).values()
+    age = decision["results"]["age_verification"]
+    assert (age["outcome"], age["message"]) == ("PASS", "applicant is at least 18")
+    assert "details" not in age or not age["details"]
+    rest = {k: v for k, v in decision.items() if k != "data"}
+    assert "age " not in orjson.dumps(rest).decode()
+
+
+async def test_a_nested_pii_field_is_protected_everywhere_a_top_level_one_is(
+    tmp_path, careless_rules
+):
+    co_ssn = "524-71-3302"
+    pipeline = onboarding_with_careless_rules(
+        tmp_path, pii_fields=["ssn", "date_of_birth", "co_applicant.ssn"], mask_decisions=True
+    )
+    record = {**GOOD, "co_applicant": {"name": "Ann", "ssn": co_ssn}}
+    _, produced = await through_pipeline(pipeline, (record,))
+    [decision] = decisions_of(produced).values()
+    assert decision["data"]["co_applicant"] == {"name": "Ann", "ssn": "*******3302"}
+    assert decision["results"]["co_applicant_echo"]["details"] == {
+        "seen": {"name": "Ann", "ssn": "*******3302"}
+    }
+    for out in produced:
+        body = orjson.loads(out.value)
+        if "decided_at" not in body:
+            assert body["data"]["co_applicant"]["ssn"] == co_ssn  # later stages need it
+            body.pop("data")
+        assert co_ssn not in orjson.dumps(body).decode()
