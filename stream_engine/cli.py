@@ -659,7 +659,7 @@ def dlq_replay(
     no position, so running it twice replays twice."""  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream_engine.runtime.replay import ReplayFilter, replay
+    from stream_engine.runtime.replay import MALFORMED, ReplayFilter, replay
     from stream_engine.runtime.topics import pipeline_topics
 
     pipeline = _load(config, environment)
@@ -684,6 +684,11 @@ def dlq_replay(
     for (stage, reason), count in sorted(summary.by_stage_reason.items()):
         table.add_row(stage, reason, str(count))
     out.print(table)
+    for named in summary.malformed:
+        err.print(f"skipped {named}", markup=False)
+    unnamed = summary.skipped.get(MALFORMED, 0) - len(summary.malformed)
+    if unnamed > 0:
+        err.print(f"skipped {unnamed} more malformed dead letter(s)", markup=False)
     skipped = ", ".join(f"{why} {n}" for why, n in summary.skipped.items()) or "none"
     verb = "would replay" if dry_run else "replayed"
     err.print(
@@ -691,6 +696,12 @@ def dlq_replay(
         f"{sum(summary.by_stage_reason.values())}; skipped: {skipped}",
         markup=False,
     )
+    if summary.unfinished:
+        stalled = ", ".join(
+            f"partition {p} at offset {at} of {end}"
+            for p, (at, end) in sorted(summary.unfinished.items())
+        )
+        raise StreamEngineError(f"{names.dlq}: stopped short, no progress: {stalled}")
 
 
 @main.command()
