@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -256,3 +257,31 @@ def test_a_dev_killed_by_sigkill_takes_its_broker_with_it(tmp_path):
         for orphan in brokers:  # so a failure leaves no broker behind
             with contextlib.suppress(psutil.NoSuchProcess):
                 orphan.kill()
+
+
+def metrics_listeners(worker: WorkerProcess) -> set[str]:
+    """The addresses ``worker`` listens on for metrics (the port it printed)."""
+    port = int(re.search(r"metrics: http://[^/]+:(\d+)/", worker.log.read_text())[1])
+    sockets = psutil.Process(worker.process.pid).net_connections(kind="inet")
+    return {s.laddr.ip for s in sockets if s.status == psutil.CONN_LISTEN and s.laddr.port == port}
+
+
+async def test_a_worker_serves_metrics_on_loopback_unless_told_to_open_them(
+    make_pipeline, kafka, driver, worker_process, monkeypatch
+):
+    if driver != "batch":
+        pytest.skip("the endpoint is the same for both drivers")
+    pipeline = make_pipeline()
+    await ensure_topics(pipeline, kafka)
+    closed = worker_process(pipeline.effective.path, "--stage", "preprocessing")
+    monkeypatch.setenv("STREAM_ENGINE_METRICS_HOST", "0.0.0.0")  # as the container image sets
+    opened = worker_process(pipeline.effective.path, "--stage", "preprocessing")
+    flagged = worker_process(
+        pipeline.effective.path, "--stage", "preprocessing", "--metrics-host", "127.0.0.2"
+    )
+    for worker in (closed, opened, flagged):
+        await asyncio.to_thread(worker.wait_ready)
+
+    assert metrics_listeners(closed) == {"127.0.0.1"}
+    assert metrics_listeners(opened) == {"0.0.0.0"}
+    assert metrics_listeners(flagged) == {"127.0.0.2"}, "the option beats the variable"
