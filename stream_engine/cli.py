@@ -685,8 +685,10 @@ def dlq_replay(
     dry_run: bool,
 ) -> None:
     """Send dead letters back to the stage they failed in (original bytes, attempt + 1), e.g.
-    after a failing service recovered. Reads the dead-letter topic up to its current end; keeps
-    no position, so running it twice replays twice."""  # fmt: skip
+    after a failing service recovered. Reads the dead-letter topic up to the end it had when the
+    replay started (letters written meanwhile wait for the next one); skips letters with
+    malformed dlq.* headers, naming each; keeps no position, so running it twice replays
+    twice."""  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from stream_engine.runtime.replay import MALFORMED, ReplayFilter, replay

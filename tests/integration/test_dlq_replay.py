@@ -5,11 +5,13 @@ while letters keep arriving, and skips malformed letters by name."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from broker_fixtures import ensure_topics
 from harness import by_id, offline_decisions, read_outcomes, samples
@@ -249,3 +251,32 @@ async def test_a_partition_that_stops_short_of_its_end_is_given_up_and_reported(
 
     assert summary.scanned == 3
     assert summary.unfinished == {0: (3, 8)}
+
+
+async def test_letters_written_in_transactions_are_read_to_their_end_by_a_committed_reader(
+    broker_kind, make_pipeline, kafka
+):
+    if broker_kind != "kafka":
+        pytest.skip("transactions need Apache Kafka")
+    pipeline = make_pipeline()
+    await ensure_topics(pipeline, kafka)
+    topics = pipeline_topics(pipeline)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, transactional_id=f"{topics.dlq}-writer"
+    )
+    await producer.start()
+    try:
+        for i in range(3):  # each transaction ends in a commit marker, which takes an offset
+            async with producer.transaction():
+                await producer.send(topics.dlq, b"{}", key=b"A-%d" % i,
+                                    headers=letter_headers(), partition=0)  # fmt: skip
+    finally:
+        await producer.stop()
+    committed = dataclasses.replace(kafka, isolation_level="read_committed")
+
+    summary = await asyncio.wait_for(
+        replay(topics, committed, ReplayFilter(), dry_run=True, stall_s=5.0), 30
+    )
+
+    assert summary.scanned == 3
+    assert not summary.unfinished
