@@ -28,7 +28,10 @@ RUN useradd --system --uid 10001 --gid 0 --home-dir /app --no-create-home stream
     && chmod 0775 /app
 USER 10001
 
-# Prometheus metrics (`run --metrics-port 9464`).
+# Prometheus metrics (`run --metrics-port 9464`). The endpoint listens on 127.0.0.1 unless told
+# otherwise; in a container that is unreachable from outside, so this image opens it
+# (the variable beats runtime.metrics_host; --metrics-host beats both).
+ENV STREAM_ENGINE_METRICS_HOST=0.0.0.0
 EXPOSE 9464
 
 ENTRYPOINT ["stream-engine"]

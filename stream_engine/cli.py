@@ -289,9 +289,21 @@ BROKER_OPTION = click.option(
 )
 
 
-def _kafka(pipeline: CompiledPipeline, broker: str | None) -> Any:
-    from stream_engine.runtime.kafka import KafkaSettings
+METRICS_HOST_OPTION = click.option(
+    "--metrics-host",
+    metavar="HOST",
+    envvar="STREAM_ENGINE_METRICS_HOST",
+    help="Address /metrics, /health and /ready listen on (default: $STREAM_ENGINE_METRICS_HOST, "
+    "else runtime.metrics_host, 127.0.0.1; 0.0.0.0 for every interface).",
+)
 
+
+def _kafka(pipeline: CompiledPipeline, broker: str | None) -> Any:
+    """The pipeline's connection settings. aiokafka's own line per unreachable bootstrap server
+    is dropped: ``connected`` reports an unreachable cluster in one line."""
+    from stream_engine.runtime.kafka import KafkaSettings, quiet_libraries
+
+    quiet_libraries()
     return KafkaSettings.for_pipeline(pipeline, broker)
 
 
@@ -304,14 +316,14 @@ def _input_topic(pipeline: CompiledPipeline) -> str:
 def _setup_logging(verbose: bool) -> None:
     import logging
 
-    from stream_engine.runtime.worker import quiet_libraries
+    from stream_engine.runtime.kafka import quiet_libraries
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    quiet_libraries()
+    quiet_libraries(verbose)
 
 
 @main.command()
@@ -327,6 +339,7 @@ def _setup_logging(verbose: bool) -> None:
     "its consumer group and split its partitions.",
 )
 @METRICS_PORT_OPTION
+@METRICS_HOST_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
 @boundary
 def run(
@@ -335,6 +348,7 @@ def run(
     broker: str | None,
     stages: tuple[str, ...],
     metrics_port: int | None,
+    metrics_host: str | None,
     verbose: bool,
 ) -> None:
     """Run the stage agents against a Kafka cluster: all enabled stages in this worker, or
@@ -354,7 +368,16 @@ def run(
             f"running: {pipeline.plan.name} stages {names} on {kafka.describe()}", markup=False
         )
 
-    asyncio.run(serve(pipeline, kafka, stages or None, ready, metrics_port=metrics_port))
+    asyncio.run(
+        serve(
+            pipeline,
+            kafka,
+            stages or None,
+            ready,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
+    )
     err.print("stopped", markup=False)
 
 
@@ -382,6 +405,7 @@ def run(
     help="Records per second published by --demo.",
 )
 @METRICS_PORT_OPTION
+@METRICS_HOST_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
 @boundary
 def dev(
@@ -391,6 +415,7 @@ def dev(
     demo: bool,
     rate: float,
     metrics_port: int | None,
+    metrics_host: str | None,
     verbose: bool,
 ) -> None:
     """Start a local Kafka-compatible broker (Tansu, in memory; no Docker, no Java), create
@@ -408,7 +433,11 @@ def dev(
     def metrics(url: str) -> None:
         out.print(f"metrics: {url}", markup=False)
 
-    options: dict[str, Any] = {"metrics_port": metrics_port, "announce_metrics": metrics}
+    options: dict[str, Any] = {
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
+        "announce_metrics": metrics,
+    }
     if not demo:
         asyncio.run(run_dev(pipeline, port, announce, **options))
         return
@@ -585,8 +614,9 @@ def publish(
     topic = _input_topic(pipeline)
     values = list(read_records(file, fmt))
     with Progress(
-        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
-    ) as progress:
+        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), console=err,
+        transient=True, disable=not err.is_terminal,
+    ) as progress:  # fmt: skip
         task = progress.add_task("publish", total=len(values))
         sent = asyncio.run(
             send(
@@ -696,11 +726,13 @@ def dlq_replay(
     dry_run: bool,
 ) -> None:
     """Send dead letters back to the stage they failed in (original bytes, attempt + 1), e.g.
-    after a failing service recovered. Reads the dead-letter topic up to its current end; keeps
-    no position, so running it twice replays twice."""  # fmt: skip
+    after a failing service recovered. Reads the dead-letter topic up to the end it had when the
+    replay started (letters written meanwhile wait for the next one); skips letters with
+    malformed dlq.* headers, naming each; keeps no position, so running it twice replays
+    twice."""  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream_engine.runtime.replay import ReplayFilter, replay
+    from stream_engine.runtime.replay import MALFORMED, ReplayFilter, replay
     from stream_engine.runtime.topics import pipeline_topics
 
     pipeline = _load(config, environment)
@@ -711,7 +743,7 @@ def dlq_replay(
     chosen = ReplayFilter(frozenset(reasons), frozenset(stages), _since(since))
     with Progress(
         TextColumn("scanning " + names.dlq), BarColumn(), MofNCompleteColumn(), console=err,
-        transient=True,
+        transient=True, disable=not err.is_terminal,
     ) as bar:  # fmt: skip
         task = bar.add_task("scan", total=None)
 
@@ -725,6 +757,11 @@ def dlq_replay(
     for (stage, reason), count in sorted(summary.by_stage_reason.items()):
         table.add_row(stage, reason, str(count))
     out.print(table)
+    for named in summary.malformed:
+        err.print(f"skipped {named}", markup=False)
+    unnamed = summary.skipped.get(MALFORMED, 0) - len(summary.malformed)
+    if unnamed > 0:
+        err.print(f"skipped {unnamed} more malformed dead letter(s)", markup=False)
     skipped = ", ".join(f"{why} {n}" for why, n in summary.skipped.items()) or "none"
     verb = "would replay" if dry_run else "replayed"
     err.print(
@@ -732,6 +769,12 @@ def dlq_replay(
         f"{sum(summary.by_stage_reason.values())}; skipped: {skipped}",
         markup=False,
     )
+    if summary.unfinished:
+        stalled = ", ".join(
+            f"partition {p} at offset {at} of {end}"
+            for p, (at, end) in sorted(summary.unfinished.items())
+        )
+        raise StreamEngineError(f"{names.dlq}: stopped short, no progress: {stalled}")
 
 
 @main.command()

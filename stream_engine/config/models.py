@@ -251,6 +251,11 @@ class PiiConfig(_Model):
         return value
 
 
+METRICS_HOST = "127.0.0.1"
+METRICS_IDLE_TIMEOUT_S = 5.0
+METRICS_MAX_CONNECTIONS = 64
+
+
 class RuntimeConfig(_Model):
     """How stage agents consume and produce."""
 
@@ -265,8 +270,14 @@ class RuntimeConfig(_Model):
     commit_interval_s: float = Field(1.0, gt=0)
     group_prefix: str | None = None
     shutdown_timeout_s: float = Field(30.0, gt=0)
-    metrics_host: str = "0.0.0.0"
+    #: Loopback only by default; ``0.0.0.0`` to be scraped from other hosts or containers.
+    metrics_host: str = METRICS_HOST
     metrics_port: int = Field(9464, ge=0, le=65535)
+    #: An idle metrics connection (no request yet, half a request, none after a response) is
+    #: closed after this long.
+    metrics_idle_timeout_s: float = Field(METRICS_IDLE_TIMEOUT_S, gt=0, le=3600)
+    #: Open metrics connections at most; one more closes the oldest.
+    metrics_max_connections: int = Field(METRICS_MAX_CONNECTIONS, ge=1, le=10_000)
     #: Sign every message a worker writes and verify every envelope before trusting it
     #: (HMAC-SHA256). ``false`` (or ``off``) only explicitly: then anyone who can write to a
     #: stage topic can decide for it.

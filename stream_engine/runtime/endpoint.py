@@ -1,13 +1,48 @@
 """The worker's HTTP endpoint: ``/metrics`` (Prometheus text format), ``/health`` (the process
-is alive) and ``/ready`` (every stage has partitions assigned and is consuming)."""
+is alive) and ``/ready`` (every stage has partitions assigned and is consuming).
+
+It listens on 127.0.0.1 unless ``runtime.metrics_host`` opens it, and holds no connection for
+long: a connection that is idle - no request yet, a request only half sent, or nothing after a
+response - is closed after ``idle_timeout_s``, and at most ``max_connections`` are open at once.
+A connection past that cap closes the oldest one to make room (every handler answers without
+waiting, so the oldest is idle, or slow to read its answer): idle clients can neither exhaust
+the file descriptors the Kafka clients need nor keep ``/health`` from answering."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
+
+from stream_engine.config.models import (
+    METRICS_HOST,
+    METRICS_IDLE_TIMEOUT_S,
+    METRICS_MAX_CONNECTIONS,
+)
+
+Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class _CappedServer(web.Server):
+    """aiohttp's low-level server, holding at most ``cap`` connections."""
+
+    def __init__(self, handler: Route, cap: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.cap = cap
+        self.dropped = 0
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        """Admit a connection; past the cap, close the oldest one."""
+        super().connection_made(handler, transport)
+        open_ = [h for h in self.connections if h.transport is not None]
+        if len(open_) > self.cap:
+            open_[0].force_close()
+            self.dropped += 1
 
 
 class MetricsEndpoint:
@@ -17,29 +52,41 @@ class MetricsEndpoint:
         self,
         registry: CollectorRegistry,
         ready: Callable[[], bool],
-        host: str = "0.0.0.0",  # scraped from other hosts and containers
+        host: str = METRICS_HOST,
         port: int = 9464,
+        idle_timeout_s: float = METRICS_IDLE_TIMEOUT_S,
+        max_connections: int = METRICS_MAX_CONNECTIONS,
     ) -> None:
         self.registry = registry
         self.ready = ready
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
+        self._routes: dict[str, Route] = {
+            "/metrics": self._metrics,
+            "/health": self._health,
+            "/ready": self._ready,
+        }
+        self._server: _CappedServer | None = None
+        self._runner: web.ServerRunner | None = None
 
     async def start(self) -> int:
         """Listen; returns the port actually bound."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/ready", self._ready)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._server = _CappedServer(
+            self._handle,
+            self.max_connections,
+            # Counted from the connection's start, and again from the end of each response.
+            keepalive_timeout=self.idle_timeout_s,
+            access_log=None,
+        )
+        self._runner = web.ServerRunner(self._server, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
         return self.port
 
     async def stop(self) -> None:
@@ -49,19 +96,45 @@ class MetricsEndpoint:
             self._runner = None
 
     @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) pairs listened on."""
+        if self._runner is None:
+            return []
+        return [(str(a[0]), int(a[1])) for a in self._runner.addresses]
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        server = self._server
+        return 0 if server is None else sum(h.transport is not None for h in server.connections)
+
+    @property
+    def dropped(self) -> int:
+        """Connections closed since start because the cap was reached."""
+        return 0 if self._server is None else self._server.dropped
+
+    @property
     def url(self) -> str:
         """Where Prometheus scrapes (with ``localhost`` for a wildcard host)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}/metrics"
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self._routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="not found")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"})
+        return await route(request)
+
+    async def _metrics(self, request: web.BaseRequest) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _health(self, request: web.Request) -> web.Response:
+    async def _health(self, request: web.BaseRequest) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _ready(self, request: web.Request) -> web.Response:
+    async def _ready(self, request: web.BaseRequest) -> web.Response:
         if self.ready():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)

@@ -4,14 +4,17 @@ The password is kept out of every repr, log line and message."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.config.models import KafkaConfig
@@ -23,6 +26,9 @@ ENV_PREFIX = "STREAM_ENGINE_"
 #: The largest message any stream_engine client produces or fetches. Topics may allow up to
 #: this (``max_message_bytes``); records over ``runtime.max_message_bytes`` are dead-lettered.
 MAX_TRANSPORT_BYTES = 16 * 1024 * 1024
+#: How long a client waits for the cluster to answer when it starts (its bootstrap, which
+#: aiokafka would give ``request_timeout_ms``, 40 s, per server) before the command gives up.
+CONNECT_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -120,14 +126,63 @@ class KafkaSettings:
 
 
 @contextlib.asynccontextmanager
-async def connected(client: C, kafka: KafkaSettings) -> AsyncIterator[C]:
-    """Start an aiokafka client, always close it, and report Kafka failures as one
-    ``BrokerError`` naming the cluster (never the password)."""
+async def connected(
+    client: C, kafka: KafkaSettings, timeout_s: float = CONNECT_TIMEOUT_S
+) -> AsyncIterator[C]:
+    """Start an aiokafka client within ``timeout_s``, always close it, and report Kafka
+    failures as one ``BrokerError`` naming the cluster (never the password)."""
     try:
-        await client.start()  # type: ignore[attr-defined]
+        await _start(client, kafka, timeout_s)
         yield client
     except KafkaError as exc:
         raise BrokerError(f"broker {kafka.describe()}: {exc}") from None
     finally:
         close = getattr(client, "stop", None) or client.close  # type: ignore[attr-defined]
         await close()
+
+
+async def _start(client: Any, kafka: KafkaSettings, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(client.start(), timeout_s)
+    except TimeoutError:
+        raise unreachable(kafka, f"no answer within {timeout_s:g}s") from None
+    except KafkaConnectionError:
+        raise unreachable(kafka, "cannot connect to any bootstrap server") from None
+
+
+def unreachable(kafka: KafkaSettings, why: str) -> BrokerError:
+    """The one-line error of a cluster that does not answer."""
+    return BrokerError(f"broker {kafka.describe()}: {why}; is it running and reachable?")
+
+
+async def reach(kafka: KafkaSettings, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in one line within ``timeout_s`` when the cluster does not answer (a metadata round
+    trip), before clients that would wait longer - or forever - are started."""
+    admin = AIOKafkaAdminClient(**kafka.aiokafka(), request_timeout_ms=int(timeout_s * 1000))
+    async with connected(admin, kafka, timeout_s):
+        pass
+
+
+class _BootstrapNoise(logging.Filter):
+    """Drops aiokafka's line per bootstrap server it cannot reach: the command reports an
+    unreachable cluster itself, in one line (``-v`` keeps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(
+            ('Unable connect to "', 'Unable to request metadata from "')
+        )
+
+
+_NOISE = _BootstrapNoise()
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """faust and aiokafka log a lot at INFO; keep their warnings, drop the chatter (and, unless
+    ``verbose``, aiokafka's bootstrap failures, which ``connected`` reports)."""
+    for name in ("faust", "aiokafka", "mode", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    clients = logging.getLogger("aiokafka")
+    if verbose:
+        clients.removeFilter(_NOISE)
+    else:
+        clients.addFilter(_NOISE)

@@ -1,20 +1,27 @@
 """Dead-letter replay: send dead letters back to the stage they failed in, after a fix.
 
-The dead-letter topic is read from its start to its end; letters written after the replay
-started - including those of replayed records that fail again - are left for the next one, so a
-replay always finishes. (The end is where the broker's end offset says and nothing more
-arrives: the embedded broker reports the end of a partition as the first offset of its last
-record batch plus one, too early.) Each chosen letter goes back as it came: its original bytes and
-key, its trace header, and ``dlq.attempt`` one higher. Replay keeps no position of its own:
+Each partition of the dead-letter topic is read from its start up to the end it had when the
+replay started, and no further: letters written afterwards - including those of replayed
+records that fail again - are not read at all and wait for the next replay, so a replay always
+finishes, however fast letters arrive and whatever any clock says. Those ends are taken once,
+before anything is sent, as the larger of the broker's end offset and the high watermark of a
+first fetch: the embedded broker reports the end of a partition as the first offset of its last
+record batch plus one - too early - while its fetch answers carry the right high watermark.
+
+Every letter is judged in one place (``judge``): it is replayed, or skipped with a reason -
+malformed ``dlq.*`` headers (named by partition and offset in the summary), filtered out, or a
+stage this pipeline does not run. Each chosen letter goes back as it came: its original bytes
+and key, its trace header, and ``dlq.attempt`` one higher. Replay keeps no position of its own:
 running it twice sends the letters twice (the pipeline is at-least-once anyway; a duplicate
 carries the same record id). Narrow it with ``reason``, ``stage`` and ``since``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +32,34 @@ from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.topics import describe_topics
 
+#: Skip reasons, as the summary counts them.
+MALFORMED = "malformed headers"
+FILTERED = "filtered out"
+FOREIGN_STAGE = "stage not in this pipeline (or disabled)"
+#: Malformed letters named one by one in the summary; the rest are only counted.
+MAX_NAMED = 100
+#: A partition whose position has not moved for this long is given up (and reported).
+STALL_S = 30.0
+#: The longest ``dlq.attempt`` read (a replay count, not a number to parse at any length).
+MAX_ATTEMPT_DIGITS = 9
+#: The ``dlq.*`` headers a replay reads; every other header is passed over.
+READ_HEADERS = ("stage", "reason", "attempt", "failed_at")
+
+
+class MalformedLetter(StreamEngineError):
+    """A dead letter whose ``dlq.*`` headers this engine did not write; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What a replay reads from a dead letter's headers."""
+
+    stage: str
+    reason: str
+    attempt: int = 1
+    failed_at: datetime | None = None
+    trace: bytes | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayFilter:
@@ -34,17 +69,23 @@ class ReplayFilter:
     stages: frozenset[str] = frozenset()
     since: datetime | None = None
 
-    def accepts(self, headers: dict[str, str]) -> bool:
-        """Whether a dead letter with these (``dlq.``-less) headers is chosen."""
-        if self.reasons and headers.get("reason") not in self.reasons:
+    def accepts(self, letter: Letter) -> bool:
+        """Whether this (well-formed) dead letter is chosen; undated ones fail ``since``."""
+        if self.reasons and letter.reason not in self.reasons:
             return False
-        if self.stages and headers.get("stage") not in self.stages:
+        if self.stages and letter.stage not in self.stages:
             return False
         if self.since is not None:
-            failed = _parse_time(headers.get("failed_at"))
-            if failed is None or failed < self.since:
-                return False
+            return letter.failed_at is not None and letter.failed_at >= self.since
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A letter that is not replayed, and why."""
+
+    reason: str
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -55,25 +96,95 @@ class ReplaySummary:
     replayed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     by_stage_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The first ``MAX_NAMED`` malformed letters: "partition P offset O: why".
+    malformed: list[str] = field(default_factory=list)
+    #: Partitions given up before their start-time end: partition -> (position, end).
+    unfinished: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def skip(self, message: Any, verdict: Skipped) -> None:
+        """Count a skipped letter; name it when it is malformed."""
+        self.skipped[verdict.reason] += 1
+        if verdict.reason == MALFORMED and len(self.malformed) < MAX_NAMED:
+            where = f"partition {message.partition} offset {message.offset}"
+            self.malformed.append(f"{where}: {verdict.detail}")
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
+def _shown(value: bytes | str) -> str:
+    """A header value as it may be printed: quoted, escaped, at most 40 characters."""
+    return repr(value[:40]) + ("..." if len(value) > 40 else "")
+
+
+def read_letter(headers: Sequence[tuple[str, bytes | None]]) -> Letter:
+    """The replay's view of a dead letter's headers; ``MalformedLetter`` when one it reads is
+    repeated, empty, not UTF-8 or not of its form, or ``dlq.stage``/``dlq.reason`` is missing."""
+    raw: dict[str, bytes | None] = {}
+    trace: bytes | None = None
+    for name, value in headers:
+        if name == TRACE_HEADER:
+            trace = value
+        field_name = name.removeprefix(DLQ_PREFIX)
+        if name.startswith(DLQ_PREFIX) and field_name in READ_HEADERS:
+            if field_name in raw:
+                raise MalformedLetter(f"{name} appears more than once")
+            raw[field_name] = value
+    text: dict[str, str] = {}
+    for name, value in raw.items():
+        if value is None:
+            raise MalformedLetter(f"{DLQ_PREFIX}{name} has no value")
+        try:
+            text[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedLetter(f"{DLQ_PREFIX}{name} is not UTF-8 ({_shown(value)})") from None
+    for required in ("stage", "reason"):
+        if not text.get(required):
+            raise MalformedLetter(f"no {DLQ_PREFIX}{required}")
+    return Letter(text["stage"], text["reason"], _attempt(text.get("attempt")), _when(text), trace)
+
+
+def _attempt(text: str | None) -> int:
+    if text is None:
+        return 1
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ATTEMPT_DIGITS):
+        raise MalformedLetter(f"{ATTEMPT_HEADER} is not a whole number ({_shown(text)})")
+    return int(text)
+
+
+def _when(text: dict[str, str]) -> datetime | None:
+    value = text.get("failed_at")
+    if value is None:
         return None
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        return None
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise MalformedLetter(
+            f"{DLQ_PREFIX}failed_at is not an ISO time with a UTC offset ({_shown(value)})"
+        )
+    return moment
 
 
-def replayed_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The headers a replayed message carries: the trace, and the next attempt number."""
-    values = dict(headers)
-    attempt = values.get(ATTEMPT_HEADER, b"1").decode("ascii", "replace")
-    out = [(ATTEMPT_HEADER, str(int(attempt) + 1 if attempt.isdigit() else 2).encode())]
-    if TRACE_HEADER in values:
-        out.append((TRACE_HEADER, values[TRACE_HEADER]))
+def replayed_headers(letter: Letter) -> list[tuple[str, bytes]]:
+    """The headers a replayed message carries: the next attempt number, and the trace."""
+    out = [(ATTEMPT_HEADER, str(letter.attempt + 1).encode())]
+    if letter.trace is not None:
+        out.append((TRACE_HEADER, letter.trace))
     return out
+
+
+def judge(message: Any, chosen: ReplayFilter, topics: TopicNames) -> tuple[str, Letter] | Skipped:
+    """The one place a dead letter is accepted - the topic it goes back to, and its letter -
+    or skipped with a reason."""
+    try:
+        letter = read_letter(list(message.headers or []))
+    except MalformedLetter as exc:
+        return Skipped(MALFORMED, str(exc))
+    if not chosen.accepts(letter):
+        return Skipped(FILTERED)
+    target = topics.stage_inputs.get(letter.stage)
+    if target is None:
+        return Skipped(FOREIGN_STAGE)
+    return target, letter
 
 
 async def replay(
@@ -82,112 +193,137 @@ async def replay(
     chosen: ReplayFilter,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    stall_s: float = STALL_S,
 ) -> ReplaySummary:
     """Re-publish the chosen dead letters to their stage's topic (acks=all) and wait for the
     broker; ``progress(done, total)`` follows the scan of the dead-letter topic."""
-    summary = ReplaySummary()
-    started = datetime.now(UTC)
     # Asked of the cluster: a consumer with no subscription holds metadata of no topic
     # (Apache Kafka answers its empty metadata request with none).
     partitions = (await describe_topics([topics.dlq], kafka))[topics.dlq]
     if not partitions:
         raise StreamEngineError(f"topic {topics.dlq} does not exist")
-    consumer = AIOKafkaConsumer(**kafka.consumer(), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **kafka.consumer(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
     async with connected(consumer, kafka):
         tps = [TopicPartition(topics.dlq, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         starts = {tp: await consumer.position(tp) for tp in tps}
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-        total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
-        if progress is not None:
-            progress(0, total)
-        scan = _Scan(consumer, tps, chosen, topics, summary, started, progress, total)
+        committed = kafka.isolation_level == "read_committed"
+        ends = await start_ends(consumer, starts, committed)
+        scan = _Scan(consumer, starts, ends, chosen, topics, ReplaySummary(), progress, stall_s)
         if dry_run:
             await scan.run(None)
-            return summary
+            return scan.summary
         producer = AIOKafkaProducer(**kafka.producer())
         async with connected(producer, kafka):
             pending: list[Any] = []
             await scan.run((producer, pending))
             for future in pending:
                 await future
-    return summary
+    return scan.summary
+
+
+async def start_ends(
+    consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int], committed: bool
+) -> dict[TopicPartition, int]:
+    """Each partition's end as the replay starts: the larger of the listed end offset and the
+    high watermark (last stable offset when reading committed) of a fetch at its last record;
+    the consumer is left at ``starts``."""
+    tps = list(starts)
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, max(starts[tp], listed[tp] - 1))
+
+    def mark(tp: TopicPartition) -> int | None:
+        value = consumer.last_stable_offset(tp) if committed else consumer.highwater(tp)
+        return None if value is None else int(value)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while any(mark(tp) is None for tp in tps) and loop.time() < deadline:
+        await consumer.getmany(*tps, timeout_ms=200, max_records=1)
+    ends = {tp: max(listed[tp], mark(tp) or 0) for tp in tps}
+    for tp in tps:
+        consumer.seek(tp, starts[tp])
+    return ends
 
 
 @dataclass
 class _Scan:
-    """One pass over the dead-letter topic."""
+    """One pass over the dead-letter topic, each partition up to its start-time end."""
 
     consumer: AIOKafkaConsumer
-    tps: list[TopicPartition]
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
     chosen: ReplayFilter
     topics: TopicNames
     summary: ReplaySummary
-    started: datetime
     progress: Callable[[int, int], None] | None
-    total: int
+    stall_s: float
 
     async def run(self, sink: tuple[AIOKafkaProducer, list[Any]] | None) -> None:
-        summary = self.summary
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
-            for messages in batch.values():
+        """Read every partition to its end (or until it stalls), judging and sending."""
+        total = sum(max(self.ends[tp] - self.starts[tp], 0) for tp in self.ends)
+        remaining = await self._unfinished(set(self.ends))
+        loop = asyncio.get_running_loop()
+        moved = loop.time()
+        if self.progress is not None:
+            self.progress(0, total)
+        while remaining:
+            batch = await self.consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
+            for tp, messages in batch.items():
                 for message in messages:
-                    summary.scanned += 1
-                    target = _target(message, self.chosen, self.topics, summary, self.started)
-                    if target is not None and sink is not None:
-                        await _send(message, target, sink)
-                        summary.replayed += 1
+                    if message.offset >= self.ends[tp]:
+                        break  # written after the replay started: left for the next one
+                    await self._one(message, sink)
+            if batch:
+                moved = loop.time()
+            remaining = await self._unfinished(remaining)
             if self.progress is not None:
-                self.progress(summary.scanned, max(self.total, summary.scanned))
-            if not batch and await self._at_end():
+                self.progress(self.summary.scanned, max(total, self.summary.scanned))
+            if remaining and loop.time() - moved > self.stall_s:
+                for tp in remaining:
+                    position = await self.consumer.position(tp)
+                    self.summary.unfinished[tp.partition] = (position, self.ends[tp])
                 return
 
-    async def _at_end(self) -> bool:
-        ends = await self.consumer.end_offsets(self.tps)
-        for tp in self.tps:
-            if await self.consumer.position(tp) < ends[tp]:
-                return False
-        return True
+    async def _unfinished(self, partitions: set[TopicPartition]) -> set[TopicPartition]:
+        """The partitions not yet read to their end; finished ones are paused."""
+        left = set()
+        for tp in partitions:
+            if await self.consumer.position(tp) < self.ends[tp]:
+                left.add(tp)
+            else:
+                self.consumer.pause(tp)
+        return left
+
+    async def _one(self, message: Any, sink: tuple[AIOKafkaProducer, list[Any]] | None) -> None:
+        summary = self.summary
+        summary.scanned += 1
+        verdict = judge(message, self.chosen, self.topics)
+        if isinstance(verdict, Skipped):
+            summary.skip(message, verdict)
+            return
+        target, letter = verdict
+        summary.by_stage_reason[(letter.stage, letter.reason)] += 1
+        if sink is not None:
+            await _send(message, target, letter, sink)
+            summary.replayed += 1
 
 
-def _target(
-    message: Any,
-    chosen: ReplayFilter,
-    topics: TopicNames,
-    summary: ReplaySummary,
-    started: datetime,
-) -> str | None:
-    """The topic a dead letter goes back to, or None when it is not replayed."""
-    headers = {
-        k.removeprefix(DLQ_PREFIX): v.decode("utf-8", "replace")
-        for k, v in (message.headers or [])
-        if k.startswith(DLQ_PREFIX)
-    }
-    stage = headers.get("stage", "")
-    failed = _parse_time(headers.get("failed_at"))
-    if failed is not None and failed >= started:
-        summary.skipped["written during this replay"] += 1
-        return None
-    if not chosen.accepts(headers):
-        summary.skipped["filtered out"] += 1
-        return None
-    if stage not in topics.stage_inputs:
-        summary.skipped["stage not in this pipeline (or disabled)"] += 1
-        return None
-    summary.by_stage_reason[(stage, headers.get("reason", "?"))] += 1
-    return topics.stage_inputs[stage]
-
-
-async def _send(message: Any, target: str, sink: tuple[AIOKafkaProducer, list[Any]]) -> None:
+async def _send(
+    message: Any, target: str, letter: Letter, sink: tuple[AIOKafkaProducer, list[Any]]
+) -> None:
     producer, pending = sink
     pending.append(
         await producer.send(
-            target,
-            value=message.value,
-            key=message.key,
-            headers=replayed_headers(list(message.headers or [])),
+            target, value=message.value, key=message.key, headers=replayed_headers(letter)
         )
     )
     if len(pending) >= 1000:
@@ -196,4 +332,14 @@ async def _send(message: Any, target: str, sink: tuple[AIOKafkaProducer, list[An
         pending.clear()
 
 
-__all__ = ["ReplayFilter", "ReplaySummary", "replay", "replayed_headers"]
+__all__ = [
+    "Letter",
+    "MalformedLetter",
+    "ReplayFilter",
+    "ReplaySummary",
+    "Skipped",
+    "judge",
+    "read_letter",
+    "replay",
+    "replayed_headers",
+]

@@ -15,27 +15,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.errors import BrokerError, ConfigError, StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
 from stream_engine.runtime.endpoint import MetricsEndpoint
 from stream_engine.runtime.integrity import KEY_ENV
-from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.kafka import KafkaSettings, quiet_libraries, reach
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport
 from stream_engine.runtime.tools import publish, read_records
 from stream_engine.runtime.topics import create_topics, pipeline_topics, topic_specs
 
 log = logging.getLogger("stream_engine")
-
-
-def quiet_libraries() -> None:
-    """faust and aiokafka log a lot at INFO; keep their warnings, drop the chatter."""
-    for name in ("faust", "aiokafka", "mode", "kafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 async def serve(
@@ -45,9 +40,12 @@ async def serve(
     on_ready: Callable[[StageWorker, MetricsEndpoint], None] | None = None,
     stop: asyncio.Event | None = None,
     metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> StageWorker:
     """Run the stage agents and their metrics endpoint until ``stop`` is set or a
-    SIGTERM/SIGINT arrives. ``metrics_port`` overrides ``runtime.metrics_port`` (0: any)."""
+    SIGTERM/SIGINT arrives. ``metrics_port`` overrides ``runtime.metrics_port`` (0: any),
+    ``metrics_host`` ``runtime.metrics_host``. A cluster that does not answer is one
+    ``BrokerError`` within ``CONNECT_TIMEOUT_S``."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,17 +54,29 @@ async def serve(
     worker = StageWorker(pipeline, kafka, stages)
     conf = pipeline.config.runtime
     port = conf.metrics_port if metrics_port is None else metrics_port
-    endpoint = MetricsEndpoint(worker.registry, worker.ready, conf.metrics_host, port)
+    host = metrics_host or conf.metrics_host
+    endpoint = MetricsEndpoint(
+        worker.registry,
+        worker.ready,
+        host,
+        port,
+        conf.metrics_idle_timeout_s,
+        conf.metrics_max_connections,
+    )
     try:
         await endpoint.start()
     except OSError as exc:
         raise StreamEngineError(
-            f"metrics endpoint: cannot listen on {conf.metrics_host}:{port} ({exc.strerror}); "
+            f"metrics endpoint: cannot listen on {host}:{port} ({exc.strerror}); "
             "choose another with --metrics-port (0: any free port)"
         ) from None
     failure: BaseException | None = None
     try:
-        await worker.start()
+        await reach(kafka)
+        try:
+            await worker.start()
+        except KafkaError as exc:
+            raise BrokerError(f"broker {kafka.describe()}: {exc}") from None
         if on_ready is not None:
             on_ready(worker, endpoint)
         failure = await worker.until_stopped(stop)
@@ -139,6 +149,7 @@ async def dev(
     stop: asyncio.Event | None = None,
     metrics_port: int | None = None,
     announce_metrics: Callable[[str], None] | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     """Embedded broker, topics, every stage and the metrics endpoint; optionally the demo
     publisher."""
@@ -173,7 +184,7 @@ async def dev(
                 tasks.append(asyncio.ensure_future(_report(summary, on_summary, stop)))
 
         try:
-            await serve(pipeline, kafka, None, ready, stop, metrics_port)
+            await serve(pipeline, kafka, None, ready, stop, metrics_port, metrics_host)
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,17 +1,29 @@
 """Workers come and go without losing records: a graceful stop commits what it finished, a
 killed worker's uncommitted batches are consumed again after a restart, and processes running
-the same stage split its partitions."""
+the same stage split its partitions. ``dev`` uses only a broker it started, on a free port,
+and that broker dies with it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import signal
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 
+import psutil
+import pytest
 from broker_fixtures import ensure_topics
-from harness import by_id, numbered, read_outcomes
+from harness import CONFIGS, WorkerProcess, by_id, numbered, read_outcomes
 
+from stream_engine.errors import BrokerError
+from stream_engine.runtime import broker as broker_module
 from stream_engine.runtime.agents import StageWorker
+from stream_engine.runtime.broker import EmbeddedBroker
 from stream_engine.runtime.processor import StageProcessor
 from stream_engine.runtime.topics import pipeline_topics
 
@@ -153,3 +165,123 @@ async def test_an_internal_error_stops_the_worker_and_the_next_worker_decides_it
     ids = Counter(o.record_id for o in outcomes)
     assert set(ids) == {r["application_id"] for r in records}, "no record lost"
     assert sum(ids.values()) == len(ids), "the failed batch was not committed, nor produced"
+
+
+# -- dev and its embedded broker ------------------------------------------------------------------
+
+ONBOARDING = str(CONFIGS / "customer_onboarding.yaml")
+
+
+def dev_command(port: int, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream_engine", "dev", ONBOARDING, "--port", str(port),
+         "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_dev_refuses_a_port_another_program_listens_on_in_one_line():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        started = time.monotonic()
+
+        result = dev_command(port)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use (a broker left running, or another "
+        "program); stop it, or choose another with --port 0"
+    ]
+    assert time.monotonic() - started < 20, "refused at once, not after a Kafka timeout"
+
+
+def test_a_broker_refuses_when_what_answers_on_its_port_is_not_the_process_it_started(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(broker_module, "port_in_use", lambda port: False)  # taken meanwhile
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        embedded = EmbeddedBroker(port, tmp_path / "tansu.log")
+
+        with pytest.raises(BrokerError) as raised:
+            embedded.start()
+
+    assert str(raised.value).startswith(f"port {port} on 127.0.0.1 ")
+    assert "--port 0" in str(raised.value)
+    assert embedded.pid is None, "the broker it started is stopped"
+
+
+def test_a_broker_started_here_is_the_one_that_answers_on_its_port(tmp_path):
+    with EmbeddedBroker(0, tmp_path / "tansu.log") as embedded:
+        assert broker_module.listens_on(embedded.pid, embedded.port)
+        assert broker_module.port_in_use(embedded.port)
+    assert not broker_module.port_in_use(embedded.port)
+
+
+def test_a_dev_killed_by_sigkill_takes_its_broker_with_it(tmp_path):
+    dev = WorkerProcess(
+        ["dev", ONBOARDING, "--port", "0", "--metrics-port", "0"],
+        tmp_path / "dev.log",
+        ready_marker=b"broker:",
+    )
+    brokers: list[psutil.Process] = []
+    try:
+        dev.wait_ready()
+        brokers = [p for p in psutil.Process(dev.process.pid).children(recursive=True)
+                   if "--listener-url" in p.cmdline()]  # fmt: skip
+        assert len(brokers) == 1, "dev started one broker"
+        port = int(dev.log.read_text().split("broker: 127.0.0.1:")[1].split()[0])
+
+        dev.process.send_signal(signal.SIGKILL)
+        dev.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not gone(brokers[0].pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert gone(brokers[0].pid), "the broker outlived dev"
+        assert not broker_module.port_in_use(port), "the next dev can have the port"
+    finally:
+        dev.kill()
+        for orphan in brokers:  # so a failure leaves no broker behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                orphan.kill()
+
+
+def metrics_listeners(worker: WorkerProcess) -> set[str]:
+    """The addresses ``worker`` listens on for metrics (the port it printed)."""
+    port = int(re.search(r"metrics: http://[^/]+:(\d+)/", worker.log.read_text())[1])
+    sockets = psutil.Process(worker.process.pid).net_connections(kind="inet")
+    return {s.laddr.ip for s in sockets if s.status == psutil.CONN_LISTEN and s.laddr.port == port}
+
+
+async def test_a_worker_serves_metrics_on_loopback_unless_told_to_open_them(
+    make_pipeline, kafka, driver, worker_process, monkeypatch
+):
+    if driver != "batch":
+        pytest.skip("the endpoint is the same for both drivers")
+    pipeline = make_pipeline()
+    await ensure_topics(pipeline, kafka)
+    closed = worker_process(pipeline.effective.path, "--stage", "preprocessing")
+    monkeypatch.setenv("STREAM_ENGINE_METRICS_HOST", "0.0.0.0")  # as the container image sets
+    opened = worker_process(pipeline.effective.path, "--stage", "preprocessing")
+    flagged = worker_process(
+        pipeline.effective.path, "--stage", "preprocessing", "--metrics-host", "127.0.0.2"
+    )
+    for worker in (closed, opened, flagged):
+        await asyncio.to_thread(worker.wait_ready)
+
+    assert metrics_listeners(closed) == {"127.0.0.1"}
+    assert metrics_listeners(opened) == {"0.0.0.0"}
+    assert metrics_listeners(flagged) == {"127.0.0.2"}, "the option beats the variable"

@@ -177,6 +177,15 @@ def test_workers_reach_kafka_by_its_service_name_and_serve_metrics_on_9464(
         assert option(args, "--metrics-port") == str(METRICS_PORT), name
 
 
+def test_workers_open_their_metrics_endpoint_to_the_compose_network(
+    workers: dict[str, dict[str, Any]],
+):
+    # The endpoint listens on 127.0.0.1 by default: Prometheus in its own container could not
+    # scrape it.
+    for name, service in workers.items():
+        assert option(command_of(service), "--metrics-host") == "0.0.0.0", name
+
+
 def test_workers_and_the_publisher_start_once_the_topics_exist(
     services: dict[str, dict[str, Any]], workers: dict[str, dict[str, Any]]
 ):
@@ -206,6 +215,7 @@ def test_the_engine_image_runs_stream_engine_as_a_non_root_user():
     assert instructions[0] == "FROM python:3.11-slim"
     assert 'ENTRYPOINT ["stream-engine"]' in instructions
     assert f"EXPOSE {METRICS_PORT}" in instructions
+    assert "ENV STREAM_ENGINE_METRICS_HOST=0.0.0.0" in instructions, "reachable from outside"
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users, "no USER instruction"
     assert users[-1] not in ("root", "0")
