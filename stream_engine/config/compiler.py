@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
@@ -52,6 +53,11 @@ M = TypeVar("M", bound=BaseModel)
 
 NO_RETRY = RetryPolicy()
 
+#: The files a pipeline file may name (the keys of ``CompiledPipeline.files``).
+TOPICS_FILE = "topics.file"
+SAMPLES_FILE = "samples"
+REFERENCED_FILES: tuple[PathKey, ...] = (("topics", "file"), ("samples",))
+
 
 @dataclass
 class CompiledPipeline:
@@ -63,6 +69,8 @@ class CompiledPipeline:
     services: dict[str, GuardedService]
     breakers: dict[str, CircuitBreaker]
     warnings: list[str] = field(default_factory=list)
+    #: The files it names (``TOPICS_FILE``, ``SAMPLES_FILE``), resolved, absent when unset.
+    files: dict[str, Path] = field(default_factory=dict)
 
     async def close(self) -> None:
         """Release the services' resources (HTTP connection pools)."""
@@ -128,8 +136,10 @@ class Compiler:
         rules: Registry[Any],
         services: Registry[Any],
         breaker_listener: Callable[[str, BreakerState], None] | None = None,
+        allow_outside: bool = False,
     ) -> None:
         self.effective = effective
+        self.allow_outside = allow_outside
         self.data = effective.data
         self.rules = rules
         self.service_classes = services
@@ -190,6 +200,7 @@ class Compiler:
         stages = self._stages(data.get("stages"), top, services)
         self._topic_names(data.get("stages"), stages)
         self._pii(top)
+        files = self._files()
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -217,7 +228,35 @@ class Compiler:
             environment=self.effective.environment,
         )
         breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
-        return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+        return CompiledPipeline(
+            plan, config, self.effective, services, breakers, self.warnings, files
+        )
+
+    def _files(self) -> dict[str, Path]:
+        """Each file the configuration names, resolved relative to its directory. One that
+        resolves outside that directory (through ``..``, an absolute path or a symlink) is an
+        error unless ``allow_outside``: a pipeline file reads only what its directory holds."""
+        path = self.effective.path
+        root = (path.parent if path is not None else Path.cwd()).resolve()
+        files: dict[str, Path] = {}
+        for location in REFERENCED_FILES:
+            value = _at(self.data, location)
+            if not isinstance(value, str) or not value:
+                continue  # a wrong type is reported by the top-level parse
+            try:
+                target = (root / value).resolve()
+            except (OSError, RuntimeError, ValueError):
+                self.error(location, f"{value!r} is not a usable path")
+                continue
+            if not self.allow_outside and not target.is_relative_to(root):
+                self.error(
+                    location,
+                    f"{value!r} is outside the configuration's directory {str(root)!r} "
+                    "(pass --allow-outside to read it)",
+                )
+                continue
+            files[format_location(location)] = target
+        return files
 
     def _pii(self, top: PipelineConfig | None) -> None:
         """``pii_fields`` lists each field once; warn where the protection is weaker than it
@@ -587,6 +626,16 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _at(data: Mapping[str, Any], path: PathKey) -> Any:
+    """The value at ``path`` of nested mappings, or None."""
+    value: Any = data
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
 def _nearest_line(lines: Mapping[PathKey, int], path: PathKey) -> int | None:
     for end in range(len(path) - 1, 0, -1):
         line = lines.get(path[:end])
@@ -600,6 +649,8 @@ def compile_pipeline(
     rules: Registry[Any],
     services: Registry[Any],
     breaker_listener: Callable[[str, BreakerState], None] | None = None,
+    allow_outside: bool = False,
 ) -> CompiledPipeline:
-    """Validate and compile; raises ``ConfigErrors`` listing every problem."""
-    return Compiler(effective, rules, services, breaker_listener).compile()
+    """Validate and compile; raises ``ConfigErrors`` listing every problem. ``allow_outside``
+    lets the configuration name files outside its own directory."""
+    return Compiler(effective, rules, services, breaker_listener, allow_outside).compile()
