@@ -200,6 +200,7 @@ class Compiler:
         stages = self._stages(data.get("stages"), top, services)
         self._topic_names(data.get("stages"), stages)
         self._pii(top)
+        self._kafka(top)
         files = self._files()
         if self.errors:
             raise ConfigErrors(self.errors)
@@ -257,6 +258,17 @@ class Compiler:
                 continue
             files[format_location(location)] = target
         return files
+
+    def _kafka(self, top: PipelineConfig | None) -> None:
+        """Warn where the connection gives a secret away."""
+        if top is None:
+            return
+        kafka = top.kafka
+        if kafka.security_protocol == "SASL_PLAINTEXT" and kafka.sasl_mechanism in (None, "PLAIN"):
+            self.warnings.append(
+                "kafka.security_protocol: SASL_PLAINTEXT with the PLAIN mechanism sends the "
+                "password in clear text; use SASL_SSL, or a SCRAM mechanism"
+            )
 
     def _pii(self, top: PipelineConfig | None) -> None:
         """``pii_fields`` lists each field once; warn where the protection is weaker than it

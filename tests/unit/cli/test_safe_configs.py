@@ -257,3 +257,40 @@ def test_plan_says_how_pii_is_protected_and_whether_keyed_but_never_the_key(tmp_
     }
     table = CliRunner().invoke(main, ["plan", str(path)], env=env).stdout
     assert "pii: ssn hashed in messages, reasons, dead-letter headers, logs" in table
+
+
+def kafka_pipeline(tmp_path: Path, protocol: str, mechanism: str | None) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    mechanism_line = f"  sasl_mechanism: {mechanism}\n" if mechanism else ""
+    path.write_text(
+        pipeline_text()
+        + f"kafka:\n  security_protocol: {protocol}\n{mechanism_line}"
+        + "  sasl_username: stream-engine\n  sasl_password: ${SECRET}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", None])  # aiokafka's default is PLAIN
+def test_validate_warns_that_sasl_plain_without_tls_sends_the_password_in_clear(
+    tmp_path, mechanism
+):
+    path = kafka_pipeline(tmp_path, "SASL_PLAINTEXT", mechanism)
+    text = validate(path, env={"SECRET": SECRET})
+    as_json = orjson.loads(validate(path, "--format", "json", env={"SECRET": SECRET}).stdout)
+    warning = (
+        "kafka.security_protocol: SASL_PLAINTEXT with the PLAIN mechanism sends the password "
+        "in clear text; use SASL_SSL, or a SCRAM mechanism"
+    )
+    assert text.exit_code == 0
+    assert f"warning: {warning}" in text.stdout
+    assert as_json["warnings"] == [warning]
+    assert SECRET not in text.stdout + text.stderr
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [("SASL_SSL", "PLAIN"), ("SASL_PLAINTEXT", "SCRAM-SHA-512"), ("PLAINTEXT", None)],
+)
+def test_no_sasl_warning_where_the_password_is_not_sent_in_clear(tmp_path, protocol, mechanism):
+    path = kafka_pipeline(tmp_path, protocol, mechanism)
+    assert load_pipeline(path, environ={"SECRET": SECRET}).warnings == []
