@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.models import (
+    NAME_RULE,
     OUTPUT_KINDS,
     CircuitBreakerConfig,
     PipelineConfig,
@@ -29,6 +30,7 @@ from stream_engine.config.models import (
     StageConfig,
     TopicNamesConfig,
     TopicUse,
+    is_name,
     is_topic_name,
 )
 from stream_engine.config.source import PathKey, format_location
@@ -192,7 +194,8 @@ class Compiler:
 
     def compile(self) -> CompiledPipeline:
         data = self.data
-        top = self.parse(PipelineConfig, {**data, "stages": {"_": {}}, "services": {}}, ())
+        # stages and services are checked one by one below: a stand-in keeps them out of this
+        top = self.parse(PipelineConfig, {**data, "stages": {"s": {}}, "services": {}}, ())
         execution = top.execution if top else None
         services = self._services(
             data.get("services"), execution.default_timeout_s if execution else None
@@ -372,6 +375,11 @@ class Compiler:
         max_parallel = top.execution.max_parallel_rules if top else 8
         for position, (stage_name, body) in enumerate(raw.items()):
             path: PathKey = ("stages", stage_name)
+            if not is_name(stage_name):
+                self.error(
+                    path,
+                    f"not a valid stage name ({NAME_RULE}): it is part of topic and group names",
+                )
             if not isinstance(body, dict):
                 self.error(path, "a stage must be a mapping")
                 continue

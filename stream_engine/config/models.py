@@ -24,7 +24,11 @@ ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", 
 DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 TOPIC_RULE = "1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
+#: What a pipeline, stage or consumer-group prefix may be called: it is part of topic names
+#: (``<pipeline>.stage.<stage>``: two names of 120 fit Kafka's 249), consumer groups,
+#: transactional ids and faust's data directories.
+NAME_RULE = "1 to 120 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class _Model(BaseModel):
@@ -131,6 +135,21 @@ def _topic_name(value: str) -> str:
 
 
 TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
+def is_name(value: object) -> bool:
+    """Whether ``value`` may name a pipeline, a stage or a group prefix (``NAME_RULE``)."""
+    return isinstance(value, str) and re.fullmatch(NAME_PATTERN, value) is not None
+
+
+def _name(value: str) -> str:
+    if not is_name(value):
+        raise ValueError(f"not a valid name ({NAME_RULE}): it is part of topic and group names")
+    return value
+
+
+#: A pipeline, stage or group-prefix name.
+Name = Annotated[str, AfterValidator(_name)]
 OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
 
 
@@ -234,7 +253,7 @@ class RuntimeConfig(_Model):
     session_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
-    group_prefix: str | None = None
+    group_prefix: Name | None = None
     shutdown_timeout_s: float = Field(30.0, gt=0)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9464, ge=0, le=65535)
@@ -250,7 +269,7 @@ class RuntimeConfig(_Model):
 class PipelineConfig(_Model):
     """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
 
-    pipeline: str = Field(pattern=NAME_PATTERN, max_length=120)
+    pipeline: Name
     version: str = "unversioned"
     description: str = ""
     input: InputConfig = Field(default_factory=InputConfig)
@@ -261,7 +280,7 @@ class PipelineConfig(_Model):
     pii_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
-    stages: dict[str, StageConfig] = Field(min_length=1)
+    stages: dict[Name, StageConfig] = Field(min_length=1)
     samples: str | None = None
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
