@@ -11,15 +11,16 @@ import difflib
 import random
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from stream_engine.config.loader import EffectiveConfig
+from stream_engine.config.loader import EffectiveConfig, interpolate_cel
 from stream_engine.config.models import (
+    CEL,
     NAME_RULE,
     OUTPUT_KINDS,
     CircuitBreakerConfig,
@@ -193,7 +194,8 @@ class Compiler:
     # -- the pass ---------------------------------------------------------------------------
 
     def compile(self) -> CompiledPipeline:
-        data = self.data
+        self.effective = self._cel_variables()
+        self.data = data = self.effective.data
         # stages and services are checked one by one below: a stand-in keeps them out of this
         top = self.parse(PipelineConfig, {**data, "stages": {"s": {}}, "services": {}}, ())
         execution = top.execution if top else None
@@ -235,6 +237,50 @@ class Compiler:
         return CompiledPipeline(
             plan, config, self.effective, services, breakers, self.warnings, files
         )
+
+    def _cel_variables(self) -> EffectiveConfig:
+        """The configuration with every ``${VAR}`` in a CEL expression inserted as a literal
+        (``interpolate_cel``) rather than as the plain text the loader put there. CEL strings
+        are the fields and params marked ``CEL``: stage conditions, rules' ``when``, and the
+        params of each rule and service class that declare them."""
+        values: dict[PathKey, str] = {}
+        for path in self._cel_paths():
+            written = _at(self.effective.written, path)
+            if not isinstance(written, str) or "$" not in written:
+                continue
+            problems: list[ConfigError] = []
+            values[path] = interpolate_cel(written, self.effective.environ, path, problems)
+            for problem in problems:
+                self.error(path, problem.message)
+        return self.effective.with_values(values)
+
+    def _cel_paths(self) -> Iterator[PathKey]:
+        data = self.data
+        yield from _cel_paths(PipelineConfig, data, ())
+        for kind, registry in (("services", self.service_classes), ("stages", self.rules)):
+            owners = data.get(kind)
+            for name, body in owners.items() if isinstance(owners, dict) else ():
+                if kind == "services":
+                    yield from self._params_cel_paths(registry, body, (kind, name))
+                    continue
+                rules = body.get("rules") if isinstance(body, dict) else None
+                for rule_id, rule in rules.items() if isinstance(rules, dict) else ():
+                    path = (kind, name, "rules", rule_id)
+                    yield from self._params_cel_paths(registry, rule, path)
+
+    @staticmethod
+    def _params_cel_paths(registry: Registry[Any], body: Any, path: PathKey) -> Iterator[PathKey]:
+        """The CEL params of a rule or service entry (nothing when its class is unknown: the
+        compile pass reports that)."""
+        if not isinstance(body, dict) or not isinstance(body.get("class"), str):
+            return
+        try:
+            cls = registry.get(body["class"])
+        except RegistryError:
+            return
+        model = getattr(cls, "Params", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            yield from _cel_paths(model, body.get("params"), (*path, "params"))
 
     def _files(self) -> dict[str, Path]:
         """Each file the configuration names, resolved relative to its directory. One that
@@ -646,13 +692,67 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _cel_paths(annotation: Any, raw: Any, path: PathKey) -> Iterator[PathKey]:
+    """The paths under ``raw`` holding a string that ``annotation`` (a model, possibly nesting
+    models, lists, dicts, unions) marks as CEL."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        if any(meta is CEL for meta in args[1:]):
+            if isinstance(raw, str):
+                yield path
+            return
+        yield from _cel_paths(args[0], raw, path)
+    elif origin in (Union, types.UnionType):
+        found: dict[PathKey, None] = {}
+        for option in args:
+            found.update(dict.fromkeys(_cel_paths(option, raw, path)))
+        yield from found
+    elif origin in (list, tuple, set, frozenset, Sequence) and isinstance(raw, list) and args:
+        for i, item in enumerate(raw):
+            yield from _cel_paths(args[0], item, (*path, i))
+    elif origin in (dict, Mapping) and isinstance(raw, dict) and len(args) == 2:
+        for key, item in raw.items():
+            yield from _cel_paths(args[1], item, (*path, key))
+    elif (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(raw, dict)
+    ):
+        yield from _model_cel_paths(annotation, raw, path)
+
+
+def _model_cel_paths(
+    model: type[BaseModel], raw: dict[str, Any], path: PathKey
+) -> Iterator[PathKey]:
+    for name, info in model.model_fields.items():
+        key = next((k for k in _field_keys(name, info) if k in raw), None)
+        if key is None:
+            continue
+        if any(meta is CEL for meta in info.metadata):
+            if isinstance(raw[key], str):
+                yield (*path, key)
+            continue
+        yield from _cel_paths(info.annotation, raw[key], (*path, key))
+
+
+def _field_keys(name: str, info: Any) -> list[str]:
+    """The keys a field may be written under: its alias, its validation aliases, its name."""
+    keys = [info.alias] if info.alias else []
+    alias = info.validation_alias
+    choices = getattr(alias, "choices", [alias])
+    keys += [choice for choice in choices if isinstance(choice, str)]
+    return [*keys, name]
+
+
 def _at(data: Mapping[str, Any], path: PathKey) -> Any:
-    """The value at ``path`` of nested mappings, or None."""
+    """The value at ``path`` of nested mappings and lists, or None."""
     value: Any = data
     for part in path:
-        if not isinstance(value, Mapping):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
             return None
-        value = value.get(part)
     return value
 
 

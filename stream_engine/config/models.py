@@ -18,7 +18,9 @@ from pydantic import (
     field_validator,
 )
 
+from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import OnError, OnFail
+from stream_engine.errors import ExpressionError
 
 ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
 DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
@@ -29,6 +31,32 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 #: (``<pipeline>.stage.<stage>``: two names of 120 fit Kafka's 249), consumer groups,
 #: transactional ids and faust's data directories.
 NAME_RULE = "1 to 120 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class _CelMark:
+    """The mark of a string that is CEL source, in ``Annotated[str, CEL]``."""
+
+    def __repr__(self) -> str:
+        return "CEL"
+
+
+#: Marks a string field as a CEL expression: the compiler inserts each ``${VAR}`` in it as a
+#: literal, never as expression text (``config.loader.interpolate_cel``).
+CEL = _CelMark()
+#: A string that is CEL source, compiled by whoever uses it (a stage condition, a ``when``).
+CelText = Annotated[str, CEL]
+
+
+def _compile_cel(source: str) -> str:
+    try:
+        Expression(source)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    return source
+
+
+#: A string param that must compile as CEL (the error names the param's location).
+CelSource = Annotated[str, CEL, AfterValidator(_compile_cel)]
 
 
 class _Model(BaseModel):
@@ -76,7 +104,7 @@ class RuleConfig(_Model):
     cross_stage_dependencies: list[str] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=list)
     provides: list[str] = Field(default_factory=list)
-    when: str | None = None
+    when: CelText | None = None
     on_fail: OnFail = OnFail.REJECT
     on_error: OnError = OnError.DEAD_LETTER
     cost: float = Field(0.0, ge=0)
@@ -95,7 +123,7 @@ class StageConfig(_Model):
     timeout_s: PositiveFloat | None = Field(
         None, validation_alias=AliasChoices("timeout_s", "timeout_seconds")
     )
-    condition: str | None = None
+    condition: CelText | None = None
     rules: dict[str, RuleConfig] = Field(default_factory=dict)
 
 
