@@ -16,8 +16,8 @@ COPY pyproject.toml README.md ./
 COPY stream_engine ./stream_engine
 RUN pip install . && rm -rf build stream_engine.egg-info
 
-# The example pipelines, their samples, and the topic definitions they refer to
-# (configs/*.yaml name ../topics/<pipeline>.yaml).
+# The example pipelines with their samples and topic definitions (configs/topics/: a pipeline
+# reads files in its own directory only), and the JSON Schemas of the topics.
 COPY configs ./configs
 COPY topics ./topics
 

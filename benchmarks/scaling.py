@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def one_stage_config(workdir: Path, stage: str, driver: str | None) -> tuple[Path, str]:
-    """A copy of the onboarding pipeline with only ``stage`` enabled, under a fresh name."""
+    """A copy of the onboarding pipeline with only ``stage`` enabled, under a fresh name, its
+    topics file copied beside it (a pipeline reads files in its own directory only)."""
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
     name = f"scale_{uuid.uuid4().hex[:8]}"
     config["pipeline"] = name
-    config["topics"]["file"] = str(TOPICS_FILE)
+    shutil.copyfile(TOPICS_FILE, workdir / f"{name}.topics.yaml")
+    config["topics"]["file"] = f"{name}.topics.yaml"
     config.pop("samples", None)
     if stage not in config["stages"]:
         raise SystemExit(f"--stage: no stage {stage!r} (have {', '.join(config['stages'])})")

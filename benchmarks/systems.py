@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from benchmarks.topology import STAGES, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs/customer_onboarding.yaml"
-TOPICS_FILE = ROOT / "topics/customer_onboarding.yaml"
+TOPICS_FILE = ROOT / "configs/topics/customer_onboarding.yaml"
 STREAM_ENGINE = str(Path(sys.executable).with_name("stream-engine"))
 
 
@@ -66,13 +67,15 @@ def partitions() -> tuple[int, int]:
 
 def bench_config(context: Context) -> Path:
     """A copy of the onboarding pipeline named after the prefix (so its topics and consumer
-    groups are fresh), paths made absolute, a short session timeout (as ``dev`` uses on the
-    embedded broker), and ``runtime.driver`` only when ``--driver`` was given."""
+    groups are fresh), its topics file copied beside it (a pipeline reads files in its own
+    directory only) and no samples, a short session timeout (as ``dev`` uses on the embedded
+    broker), and ``runtime.driver`` only when ``--driver`` was given."""
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
     config["pipeline"] = context.prefix
-    config["topics"]["file"] = str(TOPICS_FILE)
-    if config.get("samples"):
-        config["samples"] = str((CONFIG.parent / config["samples"]).resolve())
+    topics = context.workdir / f"{context.prefix}.topics.yaml"
+    shutil.copyfile(TOPICS_FILE, topics)
+    config["topics"]["file"] = topics.name
+    config.pop("samples", None)
     runtime = config.setdefault("runtime", {})
     runtime["session_timeout_s"] = context.session_timeout_ms / 1000.0
     runtime["heartbeat_interval_s"] = min(0.5, context.session_timeout_ms / 6000.0)

@@ -34,6 +34,12 @@ ENV_OPTION = click.option(
     "Default: $STREAM_ENGINE_ENV, else none.",
 )
 CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+ALLOW_OUTSIDE_OPTION = click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Let the config name files outside its own directory (topics.file, samples); "
+    "by default such a path is an error.",
+)
 
 
 def boundary(func: F) -> F:
@@ -56,10 +62,10 @@ def boundary(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(config: Path, environment: str | None) -> CompiledPipeline:
+def _load(config: Path, environment: str | None, allow_outside: bool) -> CompiledPipeline:
     from stream_engine.pipeline import load_pipeline
 
-    return load_pipeline(config, environment)
+    return load_pipeline(config, environment, allow_outside=allow_outside)
 
 
 def _write_json(value: Any) -> None:
@@ -79,6 +85,7 @@ def main() -> None:
 @main.command()
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -88,14 +95,14 @@ def main() -> None:
     help="Output format.",
 )
 @boundary
-def validate(config: Path, environment: str | None, fmt: str) -> None:
+def validate(config: Path, environment: str | None, allow_outside: bool, fmt: str) -> None:
     """Check a pipeline file: structure, rule classes and params, services, dependencies
     (unknown, cyclic, later-stage), timeouts and CEL expressions.
 
     Prints every error on its own line with its location and exits 1, or a summary and 0.
     """
     try:
-        pipeline = _load(config, environment)
+        pipeline = _load(config, environment, allow_outside)
     except (ConfigErrors, ConfigError) as exc:
         if fmt != "json":
             raise
@@ -139,6 +146,7 @@ def validate(config: Path, environment: str | None, fmt: str) -> None:
 @main.command()
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -148,13 +156,13 @@ def validate(config: Path, environment: str | None, fmt: str) -> None:
     help="A table, a Mermaid flowchart, or JSON.",
 )
 @boundary
-def plan(config: Path, environment: str | None, fmt: str) -> None:
+def plan(config: Path, environment: str | None, allow_outside: bool, fmt: str) -> None:
     """Show how a pipeline will run: stages in order, their options, the rules of each
     dependency level (rules of one level are independent), and the topics."""
     from stream_engine.offline import plan_mermaid, plan_rows, plan_summary
     from stream_engine.runtime.names import topic_names
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     compiled = pipeline.plan
     topics = topic_names(compiled, pipeline.config.topics.names)
     if fmt == "mermaid":
@@ -200,6 +208,7 @@ def plan(config: Path, environment: str | None, fmt: str) -> None:
 @main.command(name="eval")
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option(
     "--stage", metavar="STAGE", help="Run only this stage and print its results and route."
 )
@@ -212,7 +221,9 @@ def plan(config: Path, environment: str | None, fmt: str) -> None:
     help="JSON lines to evaluate ('-' is stdin).",
 )
 @boundary
-def eval_(config: Path, environment: str | None, stage: str | None, input_file: Any) -> None:
+def eval_(
+    config: Path, environment: str | None, allow_outside: bool, stage: str | None, input_file: Any
+) -> None:
     """Evaluate JSON records (one object per line) through the pipeline, without Kafka.
 
     Prints one JSON decision per input line: record_id, status (approved, rejected, review,
@@ -221,7 +232,7 @@ def eval_(config: Path, environment: str | None, stage: str | None, input_file: 
     """
     from stream_engine.offline import OfflineEvaluator, decode_lines
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     if stage is not None and stage not in [s.name for s in pipeline.plan.stages]:
         raise ConfigError("--stage", f"unknown stage '{stage}'")
     evaluator = OfflineEvaluator(pipeline)
@@ -242,16 +253,19 @@ def eval_(config: Path, environment: str | None, stage: str | None, input_file: 
 @CONFIG_ARG
 @click.argument("cases_file", metavar="CASES", type=click.Path(dir_okay=False, path_type=Path))
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
 @boundary
-def test(config: Path, cases_file: Path, environment: str | None, verbose: bool) -> None:
+def test(
+    config: Path, cases_file: Path, environment: str | None, allow_outside: bool, verbose: bool
+) -> None:
     """Run configuration test cases: each case is an input record with the expected status,
     deciding stage, failed rules, rule outcomes and field values. One line per case; exit 1
     if any fails."""
     from stream_engine.casetest import load_cases, run_cases
 
     cases = load_cases(cases_file)
-    pipeline = _load(config, environment or cases.environment)
+    pipeline = _load(config, environment or cases.environment, allow_outside)
 
     async def run() -> list[Any]:
         try:
@@ -329,6 +343,7 @@ def _setup_logging(verbose: bool) -> None:
 @main.command()
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @click.option(
     "--stage",
@@ -345,6 +360,7 @@ def _setup_logging(verbose: bool) -> None:
 def run(
     config: Path,
     environment: str | None,
+    allow_outside: bool,
     broker: str | None,
     stages: tuple[str, ...],
     metrics_port: int | None,
@@ -357,7 +373,7 @@ def run(
     from stream_engine.runtime.worker import serve
 
     _setup_logging(verbose)
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     kafka = _kafka(pipeline, broker)
 
     def ready(worker: Any, endpoint: Any) -> None:
@@ -384,6 +400,7 @@ def run(
 @main.command()
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option(
     "--port",
     type=int,
@@ -411,6 +428,7 @@ def run(
 def dev(
     config: Path,
     environment: str | None,
+    allow_outside: bool,
     port: int,
     demo: bool,
     rate: float,
@@ -424,7 +442,7 @@ def dev(
     from stream_engine.runtime.worker import dev as run_dev
 
     _setup_logging(verbose)
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
 
     def announce(bootstrap: str) -> None:
         out.print(f"broker: {bootstrap}", markup=False)
@@ -492,19 +510,22 @@ def _live_summary() -> Iterator[Callable[[Any], None]]:
 
 @main.group()
 def topics() -> None:
-    """Create or list a pipeline's topics (settings from the file under topics/)."""
+    """Create or list a pipeline's topics (settings from the file its topics.file names)."""
 
 
 @topics.command(name="create")
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @boundary
-def topics_create(config: Path, environment: str | None, broker: str | None) -> None:
+def topics_create(
+    config: Path, environment: str | None, allow_outside: bool, broker: str | None
+) -> None:
     """Create the pipeline's topics that do not exist yet (idempotent)."""
     from stream_engine.runtime.topics import create_topics, topic_specs
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     specs = topic_specs(pipeline)
     outcome = asyncio.run(create_topics(specs, _kafka(pipeline, broker)))
     for spec in specs:
@@ -519,13 +540,16 @@ def topics_create(config: Path, environment: str | None, broker: str | None) -> 
 @topics.command(name="list")
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @boundary
-def topics_list(config: Path, environment: str | None, broker: str | None) -> None:
+def topics_list(
+    config: Path, environment: str | None, allow_outside: bool, broker: str | None
+) -> None:
     """Show the pipeline's topics and their partition counts on the broker."""
     from stream_engine.runtime.topics import describe_topics, topic_specs
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     specs = topic_specs(pipeline)
     counts = asyncio.run(describe_topics([s.name for s in specs], _kafka(pipeline, broker)))
     table = Table(title=f"{pipeline.plan.name} topics")
@@ -542,6 +566,7 @@ def topics_list(config: Path, environment: str | None, broker: str | None) -> No
 @topics.command(name="acls")
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @click.option(
     "--workers",
     default="User:stream-engine",
@@ -566,6 +591,7 @@ def topics_list(config: Path, environment: str | None, broker: str | None) -> No
 def topics_acls(
     config: Path,
     environment: str | None,
+    allow_outside: bool,
     workers: str,
     producers: str,
     consumers: str,
@@ -575,7 +601,7 @@ def topics_acls(
     the workers write stage, output and dead-letter topics; producers write the input topic."""
     from stream_engine.runtime.acls import Principals, acl_script
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     who = Principals(workers, producers, consumers, consumer_groups or "")
     sys.stdout.write(acl_script(pipeline, who))
 
@@ -584,6 +610,7 @@ def topics_acls(
 @CONFIG_ARG
 @click.argument("file", type=click.File("rb"))
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @click.option(
     "--format",
@@ -599,6 +626,7 @@ def publish(
     config: Path,
     file: Any,
     environment: str | None,
+    allow_outside: bool,
     broker: str | None,
     fmt: str,
     rate: float | None,
@@ -610,7 +638,7 @@ def publish(
     from stream_engine.runtime.tools import publish as send
     from stream_engine.runtime.tools import read_records
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     topic = _input_topic(pipeline)
     values = list(read_records(file, fmt))
     with Progress(
@@ -635,6 +663,7 @@ def publish(
 @CONFIG_ARG
 @click.argument("which", type=click.Choice(["decisions", "rejected", "review", "dlq", "all"]))
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest message.")
 @click.option("--count", type=int, help="Stop after N messages.")
@@ -646,6 +675,7 @@ def tail(
     config: Path,
     which: str,
     environment: str | None,
+    allow_outside: bool,
     broker: str | None,
     from_beginning: bool,
     count: int | None,
@@ -655,7 +685,7 @@ def tail(
     from stream_engine.runtime.tools import tail as follow
     from stream_engine.runtime.topics import pipeline_topics
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     names = pipeline_topics(pipeline)
     chosen = ["decisions", "rejected", "review", "dlq"] if which == "all" else [which]
 
@@ -694,6 +724,7 @@ def _since(value: str | None) -> Any:
 @dlq.command(name="replay")
 @CONFIG_ARG
 @ENV_OPTION
+@ALLOW_OUTSIDE_OPTION
 @BROKER_OPTION
 @click.option(
     "--reason",
@@ -719,6 +750,7 @@ def _since(value: str | None) -> Any:
 def dlq_replay(
     config: Path,
     environment: str | None,
+    allow_outside: bool,
     broker: str | None,
     reasons: tuple[str, ...],
     stages: tuple[str, ...],
@@ -735,7 +767,7 @@ def dlq_replay(
     from stream_engine.runtime.replay import MALFORMED, ReplayFilter, replay
     from stream_engine.runtime.topics import pipeline_topics
 
-    pipeline = _load(config, environment)
+    pipeline = _load(config, environment, allow_outside)
     names = pipeline_topics(pipeline)
     unknown = [s for s in stages if s not in names.stage_inputs]
     if unknown:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+#: Control characters (a newline in a key or value, a terminal escape) are shown escaped, so a
+#: configuration error is always one plain line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 
 class StreamEngineError(Exception):
     """Root of every error stream_engine raises on purpose."""
@@ -12,6 +18,7 @@ class ConfigError(StreamEngineError):
 
     def __init__(self, location: str, message: str, line: int | None = None) -> None:
         text = f"{location}: {message}" if location else message
+        text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
         super().__init__(f"{text} (line {line})" if line else text)
         self.location = location
         self.message = message

@@ -17,9 +17,11 @@ def load_pipeline(
     environment: str | None = None,
     environ: Mapping[str, str] | None = None,
     breaker_listener: Callable[[str, BreakerState], None] | None = None,
+    allow_outside: bool = False,
 ) -> CompiledPipeline:
-    """Read, overlay, interpolate, validate and compile a pipeline file.
+    """Read, overlay, interpolate, validate and compile a pipeline file. The files it names
+    must be inside its directory unless ``allow_outside``.
 
     Raises ``ConfigError``/``ConfigErrors`` with every problem located."""
     effective = load_effective(path, environment, environ)
-    return compile_pipeline(effective, RULES, SERVICES, breaker_listener)
+    return compile_pipeline(effective, RULES, SERVICES, breaker_listener, allow_outside)

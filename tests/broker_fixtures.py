@@ -109,18 +109,28 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 PipelineFactory = Callable[..., CompiledPipeline]
 
 
+def copy_beside(file: Path, directory: Path, prefix: str) -> str:
+    """Copy ``file`` into ``directory`` as ``<prefix>.<name>``; returns the new name."""
+    name = f"{prefix}.{file.name}"
+    shutil.copyfile(file, directory / name)
+    return name
+
+
 @pytest.fixture
 def make_pipeline(tmp_path: Path, broker: str, driver: str) -> PipelineFactory:
     """Writes a copy of an example pipeline under a unique name, with fast runtime settings
-    and the given ``dotted.path=value`` changes, and loads it. Returns the compiled pipeline;
-    its file is ``pipeline.effective.path``."""
+    and the given ``dotted.path=value`` changes, and loads it (its samples and topics file
+    copied beside it). Returns the compiled pipeline; its file is ``pipeline.effective.path``."""
 
     def make(base: str = "customer_onboarding", **changes: Any) -> CompiledPipeline:
         source = CONFIGS / f"{base}.yaml"
         data = yaml.safe_load(source.read_text())
         data["pipeline"] = f"it{next(_counter)}_{uuid.uuid4().hex[:6]}_{base}"
-        data["samples"] = str(CONFIGS / data["samples"])
-        data["topics"]["file"] = str((source.parent / data["topics"]["file"]).resolve())
+        # A pipeline reads files in its own directory only: copy the ones it names beside it.
+        prefix = data["pipeline"]
+        data["samples"] = copy_beside(source.parent / data["samples"], tmp_path, prefix)
+        topics = data["topics"]
+        topics["file"] = copy_beside(source.parent / topics["file"], tmp_path, prefix)
         data["kafka"] = {"bootstrap_servers": broker}
         data.setdefault("runtime", {}).update(FAST_RUNTIME, driver=driver)
         for dotted, value in changes.items():

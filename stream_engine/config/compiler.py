@@ -11,14 +11,17 @@ import difflib
 import random
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from stream_engine.config.loader import EffectiveConfig, written_literally
+from stream_engine.config.loader import EffectiveConfig, interpolate_cel, written_literally
 from stream_engine.config.models import (
+    CEL,
+    NAME_RULE,
     OUTPUT_KINDS,
     CircuitBreakerConfig,
     PipelineConfig,
@@ -28,6 +31,7 @@ from stream_engine.config.models import (
     StageConfig,
     TopicNamesConfig,
     TopicUse,
+    is_name,
     is_topic_name,
 )
 from stream_engine.config.schema import SchemaProblem, input_validator
@@ -58,6 +62,11 @@ NO_RETRY = RetryPolicy()
 #: fell in 0.13 s); 16 random bytes are out of reach.
 MIN_HASH_KEY_BYTES = 16
 
+#: The files a pipeline file may name (the keys of ``CompiledPipeline.files``).
+TOPICS_FILE = "topics.file"
+SAMPLES_FILE = "samples"
+REFERENCED_FILES: tuple[PathKey, ...] = (("topics", "file"), ("samples",))
+
 
 @dataclass
 class CompiledPipeline:
@@ -69,6 +78,8 @@ class CompiledPipeline:
     services: dict[str, GuardedService]
     breakers: dict[str, CircuitBreaker]
     warnings: list[str] = field(default_factory=list)
+    #: The files it names (``TOPICS_FILE``, ``SAMPLES_FILE``), resolved, absent when unset.
+    files: dict[str, Path] = field(default_factory=dict)
 
     async def close(self) -> None:
         """Release the services' resources (HTTP connection pools)."""
@@ -134,8 +145,10 @@ class Compiler:
         rules: Registry[Any],
         services: Registry[Any],
         breaker_listener: Callable[[str, BreakerState], None] | None = None,
+        allow_outside: bool = False,
     ) -> None:
         self.effective = effective
+        self.allow_outside = allow_outside
         self.data = effective.data
         self.rules = rules
         self.service_classes = services
@@ -189,8 +202,10 @@ class Compiler:
     # -- the pass ---------------------------------------------------------------------------
 
     def compile(self) -> CompiledPipeline:
-        data = self.data
-        top = self.parse(PipelineConfig, {**data, "stages": {"_": {}}, "services": {}}, ())
+        self.effective = self._cel_variables()
+        self.data = data = self.effective.data
+        # stages and services are checked one by one below: a stand-in keeps them out of this
+        top = self.parse(PipelineConfig, {**data, "stages": {"s": {}}, "services": {}}, ())
         execution = top.execution if top else None
         services = self._services(
             data.get("services"), execution.default_timeout_s if execution else None
@@ -202,6 +217,8 @@ class Compiler:
         self._pii(top)
         self._input_schema(top)
         self._envelope_keys()
+        self._kafka(top)
+        files = self._files()
         if self.errors:
             raise ConfigErrors(self.errors)
         config = PipelineConfig.model_validate(data)
@@ -234,7 +251,90 @@ class Compiler:
             sync_limit_s=config.execution.sync_limit_s,
         )
         breakers = {n: g.breaker for n, g in services.items() if g.breaker is not None}
-        return CompiledPipeline(plan, config, self.effective, services, breakers, self.warnings)
+        return CompiledPipeline(
+            plan, config, self.effective, services, breakers, self.warnings, files
+        )
+
+    def _cel_variables(self) -> EffectiveConfig:
+        """The configuration with every ``${VAR}`` in a CEL expression inserted as a literal
+        (``interpolate_cel``) rather than as the plain text the loader put there. CEL strings
+        are the fields and params marked ``CEL``: stage conditions, rules' ``when``, and the
+        params of each rule and service class that declare them."""
+        values: dict[PathKey, str] = {}
+        for path in self._cel_paths():
+            written = _at(self.effective.written, path)
+            if not isinstance(written, str) or "$" not in written:
+                continue
+            problems: list[ConfigError] = []
+            values[path] = interpolate_cel(written, self.effective.environ, path, problems)
+            for problem in problems:
+                self.error(path, problem.message)
+        return self.effective.with_values(values)
+
+    def _cel_paths(self) -> Iterator[PathKey]:
+        data = self.data
+        yield from _cel_paths(PipelineConfig, data, ())
+        for kind, registry in (("services", self.service_classes), ("stages", self.rules)):
+            owners = data.get(kind)
+            for name, body in owners.items() if isinstance(owners, dict) else ():
+                if kind == "services":
+                    yield from self._params_cel_paths(registry, body, (kind, name))
+                    continue
+                rules = body.get("rules") if isinstance(body, dict) else None
+                for rule_id, rule in rules.items() if isinstance(rules, dict) else ():
+                    path = (kind, name, "rules", rule_id)
+                    yield from self._params_cel_paths(registry, rule, path)
+
+    @staticmethod
+    def _params_cel_paths(registry: Registry[Any], body: Any, path: PathKey) -> Iterator[PathKey]:
+        """The CEL params of a rule or service entry (nothing when its class is unknown: the
+        compile pass reports that)."""
+        if not isinstance(body, dict) or not isinstance(body.get("class"), str):
+            return
+        try:
+            cls = registry.get(body["class"])
+        except RegistryError:
+            return
+        model = getattr(cls, "Params", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            yield from _cel_paths(model, body.get("params"), (*path, "params"))
+
+    def _files(self) -> dict[str, Path]:
+        """Each file the configuration names, resolved relative to its directory. One that
+        resolves outside that directory (through ``..``, an absolute path or a symlink) is an
+        error unless ``allow_outside``: a pipeline file reads only what its directory holds."""
+        path = self.effective.path
+        root = (path.parent if path is not None else Path.cwd()).resolve()
+        files: dict[str, Path] = {}
+        for location in REFERENCED_FILES:
+            value = _at(self.data, location)
+            if not isinstance(value, str) or not value:
+                continue  # a wrong type is reported by the top-level parse
+            try:
+                target = (root / value).resolve()
+            except (OSError, RuntimeError, ValueError):
+                self.error(location, f"{value!r} is not a usable path")
+                continue
+            if not self.allow_outside and not target.is_relative_to(root):
+                self.error(
+                    location,
+                    f"{value!r} is outside the configuration's directory {str(root)!r} "
+                    "(pass --allow-outside to read it)",
+                )
+                continue
+            files[format_location(location)] = target
+        return files
+
+    def _kafka(self, top: PipelineConfig | None) -> None:
+        """Warn where the connection gives a secret away."""
+        if top is None:
+            return
+        kafka = top.kafka
+        if kafka.security_protocol == "SASL_PLAINTEXT" and kafka.sasl_mechanism in (None, "PLAIN"):
+            self.warnings.append(
+                "kafka.security_protocol: SASL_PLAINTEXT with the PLAIN mechanism sends the "
+                "password in clear text; use SASL_SSL, or a SCRAM mechanism"
+            )
 
     def _envelope_keys(self) -> None:
         """A key written into the file travels with every copy of it: warn, and say how."""
@@ -397,6 +497,11 @@ class Compiler:
         max_parallel = top.execution.max_parallel_rules if top else 8
         for position, (stage_name, body) in enumerate(raw.items()):
             path: PathKey = ("stages", stage_name)
+            if not is_name(stage_name):
+                self.error(
+                    path,
+                    f"not a valid stage name ({NAME_RULE}): it is part of topic and group names",
+                )
             if not isinstance(body, dict):
                 self.error(path, "a stage must be a mapping")
                 continue
@@ -665,6 +770,70 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _cel_paths(annotation: Any, raw: Any, path: PathKey) -> Iterator[PathKey]:
+    """The paths under ``raw`` holding a string that ``annotation`` (a model, possibly nesting
+    models, lists, dicts, unions) marks as CEL."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        if any(meta is CEL for meta in args[1:]):
+            if isinstance(raw, str):
+                yield path
+            return
+        yield from _cel_paths(args[0], raw, path)
+    elif origin in (Union, types.UnionType):
+        found: dict[PathKey, None] = {}
+        for option in args:
+            found.update(dict.fromkeys(_cel_paths(option, raw, path)))
+        yield from found
+    elif origin in (list, tuple, set, frozenset, Sequence) and isinstance(raw, list) and args:
+        for i, item in enumerate(raw):
+            yield from _cel_paths(args[0], item, (*path, i))
+    elif origin in (dict, Mapping) and isinstance(raw, dict) and len(args) == 2:
+        for key, item in raw.items():
+            yield from _cel_paths(args[1], item, (*path, key))
+    elif (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(raw, dict)
+    ):
+        yield from _model_cel_paths(annotation, raw, path)
+
+
+def _model_cel_paths(
+    model: type[BaseModel], raw: dict[str, Any], path: PathKey
+) -> Iterator[PathKey]:
+    for name, info in model.model_fields.items():
+        key = next((k for k in _field_keys(name, info) if k in raw), None)
+        if key is None:
+            continue
+        if any(meta is CEL for meta in info.metadata):
+            if isinstance(raw[key], str):
+                yield (*path, key)
+            continue
+        yield from _cel_paths(info.annotation, raw[key], (*path, key))
+
+
+def _field_keys(name: str, info: Any) -> list[str]:
+    """The keys a field may be written under: its alias, its validation aliases, its name."""
+    keys = [info.alias] if info.alias else []
+    alias = info.validation_alias
+    choices = getattr(alias, "choices", [alias])
+    keys += [choice for choice in choices if isinstance(choice, str)]
+    return [*keys, name]
+
+
+def _at(data: Mapping[str, Any], path: PathKey) -> Any:
+    """The value at ``path`` of nested mappings and lists, or None."""
+    value: Any = data
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return None
+    return value
+
+
 def _nearest_line(lines: Mapping[PathKey, int], path: PathKey) -> int | None:
     for end in range(len(path) - 1, 0, -1):
         line = lines.get(path[:end])
@@ -678,6 +847,8 @@ def compile_pipeline(
     rules: Registry[Any],
     services: Registry[Any],
     breaker_listener: Callable[[str, BreakerState], None] | None = None,
+    allow_outside: bool = False,
 ) -> CompiledPipeline:
-    """Validate and compile; raises ``ConfigErrors`` listing every problem."""
-    return Compiler(effective, rules, services, breaker_listener).compile()
+    """Validate and compile; raises ``ConfigErrors`` listing every problem. ``allow_outside``
+    lets the configuration name files outside its own directory."""
+    return Compiler(effective, rules, services, breaker_listener, allow_outside).compile()

@@ -1,9 +1,13 @@
 """From a file to an effective configuration: environment overlay, ``${VAR}`` interpolation,
-then a stable content hash of what will actually run (secrets left out)."""
+then a stable content hash of what will actually run (secrets left out).
+
+Inside CEL a ``${VAR}`` value is inserted as a literal, never as expression text
+(``interpolate_cel``): the compiler, which knows which strings are CEL, applies it to them."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
 import re
@@ -34,14 +38,31 @@ class EffectiveConfig:
     lines: dict[PathKey, int]
     environment: str | None
     config_hash: str
-    #: The mapping as written, after the overlay and before ``${VAR}`` interpolation (to tell
-    #: a secret read from the environment from one written in the file).
+    #: The mapping as written (overlay applied, ``${VAR}`` not yet replaced).
     written: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Where the variables were read.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def path(self) -> Path | None:
         """The file the configuration was read from."""
         return self.source.path
+
+    def with_values(self, values: Mapping[PathKey, Any]) -> EffectiveConfig:
+        """The same configuration with the value at each path of ``values`` replaced (paths
+        that exist), and the hash of the result."""
+        if not values:
+            return self
+        data = copy.deepcopy(self.data)
+        for path, value in values.items():
+            *parents, last = path
+            node: Any = data
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        return dataclasses.replace(
+            self, data=data, config_hash=content_hash(hashed_part(data, self.written))
+        )
 
 
 def deep_merge(
@@ -74,6 +95,23 @@ def deep_merge(
     return out
 
 
+def _variable(
+    match: re.Match[str], environ: Mapping[str, str], path: PathKey, errors: list[ConfigError]
+) -> str:
+    """The text of one ``${VAR}``, ``${VAR:-default}`` or ``$$`` (an unset variable without
+    a default is an error, and empty text)."""
+    if match.group(0) == "$$":
+        return "$"
+    name, default = match.group(1), match.group(2)
+    found = environ.get(name)
+    if found is not None and (found != "" or default is None):
+        return found
+    if default is not None:
+        return default
+    errors.append(ConfigError(format_location(path), f"environment variable '{name}' is not set"))
+    return ""
+
+
 def interpolate(
     value: Any, environ: Mapping[str, str], path: PathKey, errors: list[ConfigError]
 ) -> Any:
@@ -81,27 +119,136 @@ def interpolate(
     if isinstance(value, str):
         if "$" not in value:
             return value
-
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            found = environ.get(name)
-            if found is not None and (found != "" or default is None):
-                return found
-            if default is not None:
-                return default
-            errors.append(
-                ConfigError(format_location(path), f"environment variable '{name}' is not set")
-            )
-            return ""
-
-        return _VAR.sub(substitute, value)
+        return _VAR.sub(lambda match: _variable(match, environ, path, errors), value)
     if isinstance(value, dict):
         return {k: interpolate(v, environ, (*path, k), errors) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, environ, (*path, i), errors) for i, v in enumerate(value)]
     return value
+
+
+#: A value that reads as a CEL number or boolean as a whole is inserted as that literal.
+_CEL_SCALAR = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false")
+#: Characters a literal inserted outside a string must not touch (it would join them: ``x5``).
+_CEL_JOINS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.'\"`")
+_CEL_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CEL_RAW_PREFIXES = frozenset({"r", "br", "rb"})
+_CEL_PREFIXES = frozenset({*_CEL_RAW_PREFIXES, "b"})
+
+
+def cel_escaped(value: str, quote: str, as_bytes: bool = False) -> str:
+    """``value`` as the inside of a CEL string (or bytes) literal closed by ``quote``."""
+    out = []
+    for char in value:
+        if char in _CEL_ESCAPES:
+            out.append(_CEL_ESCAPES[char])
+        elif char == quote:
+            out.append("\\" + char)
+        elif char < " " or char == "\x7f":
+            out.append(f"\\x{ord(char):02x}" if as_bytes else f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def cel_literal(value: str) -> str:
+    """A CEL literal of ``value``: a number or boolean when the whole value reads as one,
+    else a double-quoted string."""
+    if _CEL_SCALAR.fullmatch(value):
+        return value
+    return '"' + cel_escaped(value, '"') + '"'
+
+
+@dataclass
+class _CelLexer:
+    """Where a scan of CEL source stands: in a string literal (closed by ``quote``; raw or
+    bytes by its prefix), in a ``//`` comment, or in expression text."""
+
+    quote: str | None = None
+    raw: bool = False
+    as_bytes: bool = False
+    comment: bool = False
+
+    def step(self, text: str, i: int) -> int:
+        """Consume the token piece at ``text[i]``; returns where the next one starts."""
+        char = text[i]
+        if self.comment:
+            self.comment = char != "\n"
+            return i + 1
+        if self.quote is None:
+            if text.startswith("//", i):
+                self.comment = True
+                return i + 2
+            if char in "'\"":
+                self.quote = char * 3 if text.startswith(char * 3, i) else char
+                prefix = re.search(r"[A-Za-z0-9_]*$", text[:i])
+                word = prefix.group().lower() if prefix else ""
+                self.raw = word in _CEL_RAW_PREFIXES
+                self.as_bytes = word in _CEL_PREFIXES and "b" in word
+                return i + len(self.quote)
+            return i + 1
+        if char == "\\" and not self.raw:
+            return i + 2
+        if text.startswith(self.quote, i):
+            length = len(self.quote)
+            self.quote = None
+            return i + length
+        return i + 1
+
+
+def interpolate_cel(
+    source: str, environ: Mapping[str, str], path: PathKey, errors: list[ConfigError]
+) -> str:
+    """Replace each ``${VAR}`` of a CEL expression by a literal of its value, so a value never
+    becomes expression text: inside a string literal the value is escaped for that literal;
+    in a raw string (``r'...'``, no escapes) a value holding its quote or a line break is an
+    error; outside a string it becomes a literal of its own (``cel_literal``), set apart by a
+    space where it would touch a name or a number; in a comment it is escaped onto the line."""
+    if "$" not in source:
+        return source
+    lexer = _CelLexer()
+    out: list[str] = []
+    i = 0
+    while i < len(source):
+        match = _VAR.match(source, i)
+        if match is None:
+            end = lexer.step(source, i)
+            out.append(source[i:end])
+            i = end
+            continue
+        value = _variable(match, environ, path, errors)
+        text = value if match.group(0) == "$$" else _cel_insert(value, lexer, out, source, match)
+        if text is None:
+            errors.append(
+                ConfigError(
+                    format_location(path),
+                    f"the value of ${{{match.group(1)}}} holds a quote or a line break, which a "
+                    "raw string (r'...') cannot hold: drop the r prefix",
+                )
+            )
+        out.append(text or "")
+        i = match.end()
+    return "".join(out)
+
+
+def _cel_insert(
+    value: str, lexer: _CelLexer, before: list[str], source: str, match: re.Match[str]
+) -> str | None:
+    """The text that puts ``value`` where ``match`` stands (None: it cannot be put there)."""
+    if lexer.comment:
+        return cel_escaped(value, "")
+    if lexer.quote is not None:
+        if not lexer.raw:
+            return cel_escaped(value, lexer.quote[0], lexer.as_bytes)
+        if lexer.quote[0] in value or "\n" in value or "\r" in value:
+            return None
+        return value
+    literal = cel_literal(value)
+    last = before[-1][-1:] if before else ""
+    after = source[match.end() : match.end() + 1]
+    left = " " if last and last in _CEL_JOINS else ""
+    right = " " if after and after in _CEL_JOINS else ""
+    return f"{left}{literal}{right}"
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -211,9 +358,8 @@ def resolve(
     data = interpolate(data, environ, (), errors)
     if errors:
         raise ConfigErrors(errors)
-    return EffectiveConfig(
-        source, data, lines, environment, content_hash(hashed_part(data, written)), written
-    )
+    config_hash = content_hash(hashed_part(data, written))
+    return EffectiveConfig(source, data, lines, environment, config_hash, written, environ)
 
 
 def load_effective(

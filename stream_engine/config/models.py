@@ -18,15 +18,47 @@ from pydantic import (
     field_validator,
 )
 
+from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import OnError, OnFail
+from stream_engine.errors import ExpressionError
 
 ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
 DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 TOPIC_RULE = "1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 #: The shortest envelope key accepted: below it, one signed envelope lets a key be guessed.
 MIN_KEY_BYTES = 16
+#: What a pipeline, stage or consumer-group prefix may be called: it is part of topic names
+#: (``<pipeline>.stage.<stage>``: two names of 120 fit Kafka's 249), consumer groups,
+#: transactional ids and faust's data directories.
+NAME_RULE = "1 to 120 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class _CelMark:
+    """The mark of a string that is CEL source, in ``Annotated[str, CEL]``."""
+
+    def __repr__(self) -> str:
+        return "CEL"
+
+
+#: Marks a string field as a CEL expression: the compiler inserts each ``${VAR}`` in it as a
+#: literal, never as expression text (``config.loader.interpolate_cel``).
+CEL = _CelMark()
+#: A string that is CEL source, compiled by whoever uses it (a stage condition, a ``when``).
+CelText = Annotated[str, CEL]
+
+
+def _compile_cel(source: str) -> str:
+    try:
+        Expression(source)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    return source
+
+
+#: A string param that must compile as CEL (the error names the param's location).
+CelSource = Annotated[str, CEL, AfterValidator(_compile_cel)]
 
 
 class _Model(BaseModel):
@@ -74,7 +106,7 @@ class RuleConfig(_Model):
     cross_stage_dependencies: list[str] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=list)
     provides: list[str] = Field(default_factory=list)
-    when: str | None = None
+    when: CelText | None = None
     on_fail: OnFail = OnFail.REJECT
     on_error: OnError = OnError.DEAD_LETTER
     cost: float = Field(0.0, ge=0)
@@ -93,7 +125,7 @@ class StageConfig(_Model):
     timeout_s: PositiveFloat | None = Field(
         None, validation_alias=AliasChoices("timeout_s", "timeout_seconds")
     )
-    condition: str | None = None
+    condition: CelText | None = None
     rules: dict[str, RuleConfig] = Field(default_factory=dict)
 
 
@@ -154,6 +186,21 @@ def _topic_name(value: str) -> str:
 
 
 TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
+def is_name(value: object) -> bool:
+    """Whether ``value`` may name a pipeline, a stage or a group prefix (``NAME_RULE``)."""
+    return isinstance(value, str) and re.fullmatch(NAME_PATTERN, value) is not None
+
+
+def _name(value: str) -> str:
+    if not is_name(value):
+        raise ValueError(f"not a valid name ({NAME_RULE}): it is part of topic and group names")
+    return value
+
+
+#: A pipeline, stage or group-prefix name.
+Name = Annotated[str, AfterValidator(_name)]
 OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
 
 
@@ -268,7 +315,7 @@ class RuntimeConfig(_Model):
     session_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
-    group_prefix: str | None = None
+    group_prefix: Name | None = None
     shutdown_timeout_s: float = Field(30.0, gt=0)
     #: Loopback only by default; ``0.0.0.0`` to be scraped from other hosts or containers.
     metrics_host: str = METRICS_HOST
@@ -323,7 +370,7 @@ class RuntimeConfig(_Model):
 class PipelineConfig(_Model):
     """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
 
-    pipeline: str = Field(pattern=NAME_PATTERN, max_length=120)
+    pipeline: Name
     version: str = "unversioned"
     description: str = ""
     input: InputConfig = Field(default_factory=InputConfig)
@@ -334,7 +381,7 @@ class PipelineConfig(_Model):
     pii_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
-    stages: dict[str, StageConfig] = Field(min_length=1)
+    stages: dict[Name, StageConfig] = Field(min_length=1)
     samples: str | None = None
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)

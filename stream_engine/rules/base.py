@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from stream_engine.core.expr import Expression
+from stream_engine.config.models import CelSource as CelSource  # rules import it from here
 from stream_engine.core.registry import Registry
 from stream_engine.core.rule import Rule
-from stream_engine.errors import ExpressionError
 
 ENTRY_POINT_GROUP = "stream_engine.rules"
 
@@ -40,18 +39,6 @@ RULES: Registry[type[ConfiguredRule[Any]]] = Registry("rule", ENTRY_POINT_GROUP)
 def register_rule(name: str) -> Any:
     """Class decorator that makes a rule nameable from configuration: ``@register_rule("X")``."""
     return RULES.register(name)
-
-
-def _compile_cel(source: str) -> str:
-    try:
-        Expression(source)
-    except ExpressionError as exc:
-        raise ValueError(str(exc)) from None
-    return source
-
-
-#: A string param that must compile as CEL (the error names the param's location).
-CelSource = Annotated[str, AfterValidator(_compile_cel)]
 
 
 def text_value(data: dict[str, Any], field: str) -> str | None:

@@ -1,5 +1,6 @@
-"""Topic settings (partitions, replication, retention, cleanup policy) declared in files under
-``topics/``, and creating or listing a pipeline's topics with aiokafka's admin client."""
+"""Topic settings (partitions, replication, retention, cleanup policy) declared in the file a
+pipeline's ``topics.file`` names (the examples' are under ``configs/topics/``), and creating or
+listing a pipeline's topics with aiokafka's admin client."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
-from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.config.source import format_location, read_source
+from stream_engine.config.compiler import TOPICS_FILE, CompiledPipeline
+from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames, topic_names
@@ -34,7 +36,7 @@ class TopicSettings(BaseModel):
 
 
 class TopicsFile(BaseModel):
-    """A file under ``topics/``."""
+    """A topics file: settings for every topic, then per kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,30 +58,42 @@ class TopicSpec:
 
 
 def settings_file(pipeline: CompiledPipeline) -> Path:
-    """The topics file a pipeline names (relative to the pipeline file), else the defaults."""
-    name = pipeline.config.topics.file
-    if name is None:
-        return DEFAULTS_FILE
-    base = pipeline.effective.path.parent if pipeline.effective.path else Path.cwd()
-    return (base / name).resolve()
+    """The topics file a pipeline names (resolved by the compiler, relative to the pipeline
+    file), else the defaults."""
+    return pipeline.files.get(TOPICS_FILE, DEFAULTS_FILE)
+
+
+#: Every key a topics file may hold: an error's location names these only, never a key of
+#: the file's own (the file may be anything the configuration pointed at).
+_KEYS = frozenset({"defaults", "kinds", *KINDS, *TopicSettings.model_fields})
 
 
 def load_topics_file(path: Path) -> TopicsFile:
-    """Read and validate a topics file (errors located like config errors)."""
-    source = read_source(path)
+    """Read and validate a topics file. Errors give the line and the keys a topics file may
+    have, never the file's text."""
+    source = read_source(path, echo=False)
     try:
         return TopicsFile.model_validate(source.data)
     except ValidationError as exc:
         raise ConfigErrors(
-            [
-                ConfigError(
-                    f"{path.name}: {format_location(tuple(e['loc']))}",
-                    e["msg"],
-                    source.line_of(tuple(e["loc"])),
-                )
-                for e in exc.errors(include_url=False)
-            ]
+            [_topics_error(path, source, item) for item in exc.errors(include_url=False)]
         ) from None
+
+
+def _topics_error(path: Path, source: Source, item: ErrorDetails) -> ConfigError:
+    """One located line for a pydantic error in a topics file, naming only known keys."""
+    loc: PathKey = tuple(item["loc"])
+    known = 0
+    while known < len(loc) and (isinstance(loc[known], int) or loc[known] in _KEYS):
+        known += 1
+    message = str(item["msg"])
+    if item["type"] == "extra_forbidden":
+        allowed = ("defaults", "kinds") if known == 0 else tuple(TopicSettings.model_fields)
+        message = f"unknown key (allowed: {', '.join(allowed)})"
+    where = format_location(loc[:known])
+    return ConfigError(
+        f"{path.name}: {where}" if where else path.name, message, source.line_of(loc)
+    )
 
 
 def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiler import SAMPLES_FILE, CompiledPipeline
 from stream_engine.errors import BrokerError, ConfigError, StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
@@ -114,6 +114,20 @@ class Summary:
             self.dead_letters[letter.reason.value] += 1
 
 
+def demo_samples(pipeline: CompiledPipeline) -> list[bytes]:
+    """The config's sample records (the compiler resolved and confined the file); a file that
+    cannot be read is a config error, raised before anything starts."""
+    path = pipeline.files.get(SAMPLES_FILE)
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as handle:
+            return list(read_records(handle, "jsonl"))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(SAMPLES_FILE, f"cannot read {str(path)!r}: {reason}") from None
+
+
 async def run_demo(
     pipeline: CompiledPipeline,
     kafka: KafkaSettings,
@@ -121,15 +135,12 @@ async def run_demo(
     rate: float,
     summary: Summary,
     stop: asyncio.Event,
+    values: list[bytes],
 ) -> None:
     """Publish the config's sample records, round after round, at a steady rate."""
-    samples = pipeline.config.samples
-    if samples is None or pipeline.effective.path is None:
-        log.warning("the config names no samples: nothing to publish")
+    if not values:
+        log.warning("the config names no sample records: nothing to publish")
         return
-    path = (pipeline.effective.path.parent / samples).resolve()
-    with path.open("rb") as handle:
-        values = list(read_records(handle, "jsonl"))
 
     def count(n: int) -> None:
         summary.published += n
@@ -161,6 +172,7 @@ async def dev(
             "use at_least_once with dev, or run against Apache Kafka",
         )
     pipeline = with_session_key(for_embedded_broker(pipeline))
+    samples = demo_samples(pipeline) if demo_rate else []
     with EmbeddedBroker(port, log_file) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
         await create_topics(topic_specs(pipeline), kafka)
@@ -177,7 +189,7 @@ async def dev(
                 topics = pipeline_topics(pipeline)
                 tasks.append(
                     asyncio.ensure_future(
-                        run_demo(pipeline, kafka, topics, demo_rate, summary, stop)
+                        run_demo(pipeline, kafka, topics, demo_rate, summary, stop, samples)
                     )
                 )
             if on_summary is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import Field, field_validator
 
+from stream_engine.config.models import CelText
 from stream_engine.core.expr import Expression
 from stream_engine.core.records import NotJson, record_value
 from stream_engine.errors import ExpressionError, ServiceError
@@ -24,12 +25,12 @@ class SimulatedParams(ServiceParams):
     fail_rate: float = Field(0.0, ge=0, le=1)
     seed: int = 0
     key_fields: list[str] = Field(default_factory=list)
-    fields: dict[str, str] = Field(default_factory=dict)
+    fields: dict[str, CelText] = Field(default_factory=dict)
     error_message: str = "simulated failure"
 
     @field_validator("fields")
     @classmethod
-    def _compile(cls, value: dict[str, str]) -> dict[str, str]:
+    def _compile(cls, value: dict[str, CelText]) -> dict[str, CelText]:
         for name, source in value.items():
             try:
                 Expression(source)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +260,82 @@ def test_plan_says_how_pii_is_protected_and_whether_keyed_but_never_the_key(tmp_
     }
     table = CliRunner().invoke(main, ["plan", str(path)], env=env).stdout
     assert "pii: ssn hashed in messages, reasons, dead-letter headers, logs" in table
+
+
+def kafka_pipeline(tmp_path: Path, protocol: str, mechanism: str | None) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    mechanism_line = f"  sasl_mechanism: {mechanism}\n" if mechanism else ""
+    path.write_text(
+        pipeline_text()
+        + f"kafka:\n  security_protocol: {protocol}\n{mechanism_line}"
+        + "  sasl_username: stream-engine\n  sasl_password: ${SECRET}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", None])  # aiokafka's default is PLAIN
+def test_validate_warns_that_sasl_plain_without_tls_sends_the_password_in_clear(
+    tmp_path, mechanism
+):
+    path = kafka_pipeline(tmp_path, "SASL_PLAINTEXT", mechanism)
+    text = validate(path, env={"SECRET": SECRET})
+    as_json = orjson.loads(validate(path, "--format", "json", env={"SECRET": SECRET}).stdout)
+    warning = (
+        "kafka.security_protocol: SASL_PLAINTEXT with the PLAIN mechanism sends the password "
+        "in clear text; use SASL_SSL, or a SCRAM mechanism"
+    )
+    assert text.exit_code == 0
+    assert f"warning: {warning}" in text.stdout
+    assert as_json["warnings"] == [warning]
+    assert SECRET not in text.stdout + text.stderr
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [("SASL_SSL", "PLAIN"), ("SASL_PLAINTEXT", "SCRAM-SHA-512"), ("PLAINTEXT", None)],
+)
+def test_no_sasl_warning_where_the_password_is_not_sent_in_clear(tmp_path, protocol, mechanism):
+    path = kafka_pipeline(tmp_path, protocol, mechanism)
+    assert load_pipeline(path, environ={"SECRET": SECRET}).warnings == []
+
+
+# -- bounded reading ----------------------------------------------------------------------
+
+
+def _bomb() -> str:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n" + pipeline_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (_bomb(), "expands to 66,430 values; one alias may expand to at most 10,000"),
+        ("x: " + "[" * 10_000 + "]" * 10_000 + "\n" + pipeline_text(), "levels deep"),
+        ("loop: &l [*l]\n" + pipeline_text(), "a cycle"),
+    ],
+    ids=["alias-bomb", "nested-10000-deep", "alias-cycle"],
+)
+def test_validate_answers_a_hostile_yaml_file_in_one_line_within_bounded_memory(
+    tmp_path, text, problem
+):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    limit = 1536 * 1024 * 1024  # the bomb needs many times this, unbounded
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_engine", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=bounded,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {path}:")
+    assert problem in result.stderr

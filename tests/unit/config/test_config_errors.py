@@ -186,9 +186,70 @@ def test_missing_pipeline_name_and_stages_are_required(tmp_path):
     assert "stages: required" in errors
 
 
-def test_pipeline_name_must_be_usable_in_topic_names(tmp_path):
-    errors = errors_of(tmp_path, base_config(pipeline="has spaces"))
-    assert errors[0].startswith("pipeline: String should match pattern")
+NAME_RULE = (
+    "1 to 120 letters, digits, '.', '_' or '-', starting with a letter or digit): it is part "
+    "of topic and group names"
+)
+
+
+@pytest.mark.parametrize("name", ["has spaces", "../x", "_x", "x" * 121])
+def test_pipeline_name_must_be_usable_in_topic_names(tmp_path, name):
+    errors = errors_of(tmp_path, base_config(pipeline=name))
+    assert unlined(errors) == [f"pipeline: not a valid name ({NAME_RULE}"]
+
+
+def with_stage_named(name):
+    config = base_config()
+    extra = {"class": "RequiredFields", "params": {"fields": ["a"]}}
+    config["stages"][name] = {"rules": {"extra": extra}}
+    return config
+
+
+@pytest.mark.parametrize(
+    ("name", "location"),
+    [
+        ("../../x y\n${Z}", 'stages["../../x y\\n${Z}"]'),
+        ("with space", 'stages["with space"]'),
+        ("a/b", "stages.a/b"),
+        ("..", "stages..."),
+        ("_internal", "stages._internal"),
+        ("ü", "stages.ü"),
+        ("x" * 121, "stages." + "x" * 121),
+    ],
+)
+def test_a_stage_name_that_cannot_be_part_of_a_topic_name_is_one_located_line(
+    tmp_path, name, location
+):
+    [error] = errors_of(tmp_path, with_stage_named(name))
+    assert re.search(r" \(line \d+\)$", error)
+    assert "\n" not in error
+    assert unlined([error]) == [f"{location}: not a valid stage name ({NAME_RULE}"]
+
+
+def test_a_group_prefix_must_be_a_name_too(tmp_path):
+    errors = errors_of(tmp_path, base_config(runtime={"group_prefix": "../../tmp"}))
+    assert unlined(errors) == [f"runtime.group_prefix: not a valid name ({NAME_RULE}"]
+
+
+def test_the_longest_names_still_give_valid_topic_names(tmp_path):
+    from stream_engine.config.models import is_topic_name
+    from stream_engine.runtime.names import topic_names
+
+    config = base_config(pipeline="p" * 120)
+    config["stages"] = {"a" * 120: config["stages"]["data_quality"], "b" * 120: {}}
+    pipeline = load(tmp_path, config)
+    names = topic_names(pipeline.plan)
+    assert f"{'p' * 120}.stage.{'b' * 120}" in names.all()
+    assert all(is_topic_name(name) for name in names.all())
+
+
+def test_a_value_with_a_newline_in_an_error_is_shown_escaped_on_one_line(tmp_path):
+    config = base_config()
+    config["stages"]["data_quality"]["rules"]["email"]["dependencies"] = ["x\ny"]
+    [error] = errors_of(tmp_path, config)
+    assert unlined([error]) == [
+        "stages.data_quality.rules.email.dependencies[0]: unknown rule 'x\\ny'"
+    ]
 
 
 def test_unknown_service_class_is_refused(tmp_path):

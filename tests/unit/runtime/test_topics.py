@@ -137,7 +137,7 @@ def test_topic_names_without_overrides_are_the_defaults():
 
 
 def test_the_example_pipeline_reads_its_own_topics_file():
-    assert settings_file(onboarding()) == ROOT / "topics" / "customer_onboarding.yaml"
+    assert settings_file(onboarding()) == ROOT / "configs" / "topics" / "customer_onboarding.yaml"
 
 
 LARGE = {"max.message.bytes": "16777216"}
@@ -173,10 +173,10 @@ def test_a_pipeline_without_a_topics_file_uses_the_defaults_file(tmp_path):
 
 
 def test_the_topics_file_is_found_relative_to_the_pipeline_file(tmp_path):
-    (tmp_path / "conf").mkdir()
-    write_topics(tmp_path, "defaults: {partitions: 6}\n", "shared.yaml")
-    pipeline = load_small(tmp_path / "conf", topics={"file": "../shared.yaml"})
-    assert settings_file(pipeline) == tmp_path / "shared.yaml"
+    (tmp_path / "topics").mkdir()
+    write_topics(tmp_path / "topics", "defaults: {partitions: 6}\n", "shared.yaml")
+    pipeline = load_small(tmp_path, topics={"file": "topics/shared.yaml"})
+    assert settings_file(pipeline) == tmp_path / "topics" / "shared.yaml"
     assert {spec.partitions for spec in topic_specs(pipeline)} == {6}
 
 
@@ -203,8 +203,9 @@ def test_a_bad_topics_file_gives_one_located_line_per_problem(tmp_path):
         "topics.yaml: defaults.partitions: Input should be greater than or equal to 1 (line 2)",
         "topics.yaml: defaults.cleanup_policy: Input should be 'delete', 'compact' or "
         "'compact,delete' (line 3)",
-        "topics.yaml: defaults.retention: Extra inputs are not permitted (line 4)",
-        "topics.yaml: kinds.archive.[key]: Input should be 'input', 'stage', 'decisions', "
+        "topics.yaml: defaults: unknown key (allowed: partitions, replication_factor, "
+        "retention_ms, cleanup_policy, max_message_bytes) (line 4)",
+        "topics.yaml: kinds: Input should be 'input', 'stage', 'decisions', "
         "'rejected', 'review' or 'dlq' (line 6)",
         "topics.yaml: kinds.dlq.partitions: Input should be a valid integer, unable to parse "
         "string as an integer (line 7)",
@@ -224,7 +225,7 @@ def test_topic_specs_of_a_pipeline_with_a_bad_topics_file_raise_the_located_erro
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("defaults:\n  partitions: [4\n", r"topics\.yaml:3:1: not valid YAML: expected ','"),
+        ("defaults:\n  partitions: [4\n", r"topics\.yaml:3:1: not valid YAML$"),
         ("- 4\n", r"topics\.yaml: the top level must be a mapping$"),
         ("", r"topics\.yaml: the file is empty$"),
     ],
