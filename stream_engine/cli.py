@@ -764,7 +764,8 @@ def dlq_replay(
     twice."""  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream_engine.runtime.replay import MALFORMED, ReplayFilter, replay
+    from stream_engine.runtime.integrity import envelope_auth
+    from stream_engine.runtime.replay import MALFORMED, UNVERIFIED, ReplayFilter, replay
     from stream_engine.runtime.topics import pipeline_topics
 
     pipeline = _load(config, environment, allow_outside)
@@ -773,6 +774,7 @@ def dlq_replay(
     if unknown:
         raise ConfigError("--stage", f"not an enabled stage: {', '.join(unknown)}")
     chosen = ReplayFilter(frozenset(reasons), frozenset(stages), _since(since))
+    keys = envelope_auth(pipeline)  # letters are verified: a forged one is never replayed
     with Progress(
         TextColumn("scanning " + names.dlq), BarColumn(), MofNCompleteColumn(), console=err,
         transient=True, disable=not err.is_terminal,
@@ -782,7 +784,9 @@ def dlq_replay(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = asyncio.run(replay(names, _kafka(pipeline, broker), chosen, dry_run, progress))
+        summary = asyncio.run(
+            replay(names, _kafka(pipeline, broker), chosen, dry_run, progress, auth=keys)
+        )
     table = Table(title="would replay" if dry_run else "replayed")
     for column in ("stage", "reason", "dead letters"):
         table.add_column(column)
@@ -791,9 +795,10 @@ def dlq_replay(
     out.print(table)
     for named in summary.malformed:
         err.print(f"skipped {named}", markup=False)
-    unnamed = summary.skipped.get(MALFORMED, 0) - len(summary.malformed)
+    unnamed = summary.skipped.get(MALFORMED, 0) + summary.skipped.get(UNVERIFIED, 0)
+    unnamed -= len(summary.malformed)
     if unnamed > 0:
-        err.print(f"skipped {unnamed} more malformed dead letter(s)", markup=False)
+        err.print(f"skipped {unnamed} more malformed or unverified letter(s)", markup=False)
     skipped = ", ".join(f"{why} {n}" for why, n in summary.skipped.items()) or "none"
     verb = "would replay" if dry_run else "replayed"
     err.print(

@@ -147,9 +147,9 @@ class Codec:
             return self._rejected(
                 DeadLetterReason.DECODE_ERROR, stage, f"not a valid envelope: {exc!r}", message
             )
-        replayed = message.header(ATTEMPT_HEADER)
-        if replayed and replayed.isdigit():
-            state.extras["attempt"] = int(replayed)  # a replayed dead letter
+        replayed = _attempt(message.header(ATTEMPT_HEADER))
+        if replayed is not None:
+            state.extras["attempt"] = replayed  # a replayed dead letter
         return state
 
     def _input(self, data: dict[str, Any], message: Incoming, stage: str) -> RecordState | Rejected:
@@ -185,9 +185,9 @@ class Codec:
         trace = message.header(TRACE_HEADER)
         if trace:
             state.extras["trace"] = trace.decode("ascii", "replace")
-        attempt = message.header(ATTEMPT_HEADER)
-        if attempt and attempt.isdigit():
-            state.extras["attempt"] = int(attempt)
+        attempt = _attempt(message.header(ATTEMPT_HEADER))
+        if attempt is not None:
+            state.extras["attempt"] = attempt
         return state
 
     def _received(self, timestamp_ms: int, now: float) -> tuple[float, str | None]:
@@ -326,6 +326,13 @@ class Codec:
         if trace:
             headers.append((TRACE_HEADER, trace))
         return headers
+
+
+def _attempt(header: bytes | None) -> int | None:
+    """A replay's attempt number from its header: 1 to 9 ASCII digits, else none."""
+    if header and len(header) <= 9 and header.isdigit():
+        return int(header)
+    return None
 
 
 def _moment(epoch_s: float) -> str:

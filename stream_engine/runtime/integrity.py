@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.models import MIN_KEY_BYTES
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.codec import AUTH_HEADER, DLQ_PREFIX
 
@@ -34,7 +35,9 @@ _TAG_BYTES = 16
 Headers = Sequence[tuple[str, bytes]]
 
 
-def _frame(part: bytes) -> bytes:
+def _frame(part: bytes | None) -> bytes:
+    if part is None:  # a header without a value
+        return b"\xff\xff\xff\xff"
     return len(part).to_bytes(4, "big") + part
 
 
@@ -79,6 +82,16 @@ class EnvelopeAuth:
         return kept
 
     @classmethod
+    def from_text(cls, text: str, where: str = KEY_ENV) -> EnvelopeAuth:
+        """One key written ``id:secret`` (as ``$STREAM_ENGINE_ENVELOPE_KEY`` holds it)."""
+        key_id, sep, secret = text.partition(":")
+        if not sep or not key_id or len(secret.encode()) < MIN_KEY_BYTES:
+            raise ConfigError(
+                where, f"must be 'id:secret', the secret at least {MIN_KEY_BYTES} bytes"
+            )
+        return cls({key_id: secret.encode("utf-8")}, key_id)
+
+    @classmethod
     def session(cls) -> EnvelopeAuth:
         """A random key for one process's life (``dev``; offline tools)."""
         return cls({"session": secrets.token_bytes(32)}, "session")
@@ -110,10 +123,8 @@ def envelope_auth(
     env = os.environ if environ is None else environ
     from_env = env.get(KEY_ENV)
     if from_env:
-        key_id, sep, secret = from_env.partition(":")
-        if not sep or not key_id or len(secret.encode()) < 16:
-            raise ConfigError(KEY_ENV, "must be 'id:secret', the secret at least 16 bytes")
-        keys = {key_id: secret.encode("utf-8"), **{k: v for k, v in keys.items() if k != key_id}}
+        given = EnvelopeAuth.from_text(from_env)
+        keys = {**given.keys, **{k: v for k, v in keys.items() if k != given.signing}}
     if not keys:
         raise ConfigError(
             "runtime.envelope_keys",

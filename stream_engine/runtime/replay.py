@@ -27,13 +27,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_engine.errors import StreamEngineError
-from stream_engine.runtime.codec import ATTEMPT_HEADER, DLQ_PREFIX, TRACE_HEADER
+from stream_engine.runtime.codec import (
+    ATTEMPT_HEADER,
+    AUTH_HEADER,
+    DLQ_PREFIX,
+    ORIGINAL_AUTH_HEADER,
+    TRACE_HEADER,
+)
+from stream_engine.runtime.integrity import EnvelopeAuth
 from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.topics import describe_topics
 
 #: Skip reasons, as the summary counts them.
 MALFORMED = "malformed headers"
+#: A letter whose tag does not verify: forged, or altered after a worker wrote it.
+UNVERIFIED = "not written by this pipeline's workers"
 FILTERED = "filtered out"
 FOREIGN_STAGE = "stage not in this pipeline (or disabled)"
 #: Malformed letters named one by one in the summary; the rest are only counted.
@@ -59,6 +68,8 @@ class Letter:
     attempt: int = 1
     failed_at: datetime | None = None
     trace: bytes | None = None
+    #: The tag the original message carried (an envelope's): it goes back with the bytes.
+    original_auth: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +115,7 @@ class ReplaySummary:
     def skip(self, message: Any, verdict: Skipped) -> None:
         """Count a skipped letter; name it when it is malformed."""
         self.skipped[verdict.reason] += 1
-        if verdict.reason == MALFORMED and len(self.malformed) < MAX_NAMED:
+        if verdict.reason in (MALFORMED, UNVERIFIED) and len(self.malformed) < MAX_NAMED:
             where = f"partition {message.partition} offset {message.offset}"
             self.malformed.append(f"{where}: {verdict.detail}")
 
@@ -119,9 +130,12 @@ def read_letter(headers: Sequence[tuple[str, bytes | None]]) -> Letter:
     repeated, empty, not UTF-8 or not of its form, or ``dlq.stage``/``dlq.reason`` is missing."""
     raw: dict[str, bytes | None] = {}
     trace: bytes | None = None
+    original: bytes | None = None
     for name, value in headers:
         if name == TRACE_HEADER:
             trace = value
+        elif name == ORIGINAL_AUTH_HEADER:
+            original = value
         field_name = name.removeprefix(DLQ_PREFIX)
         if name.startswith(DLQ_PREFIX) and field_name in READ_HEADERS:
             if field_name in raw:
@@ -138,7 +152,8 @@ def read_letter(headers: Sequence[tuple[str, bytes | None]]) -> Letter:
     for required in ("stage", "reason"):
         if not text.get(required):
             raise MalformedLetter(f"no {DLQ_PREFIX}{required}")
-    return Letter(text["stage"], text["reason"], _attempt(text.get("attempt")), _when(text), trace)
+    attempt = _attempt(text.get("attempt"))
+    return Letter(text["stage"], text["reason"], attempt, _when(text), trace, original)
 
 
 def _attempt(text: str | None) -> int:
@@ -169,14 +184,24 @@ def replayed_headers(letter: Letter) -> list[tuple[str, bytes]]:
     out = [(ATTEMPT_HEADER, str(letter.attempt + 1).encode())]
     if letter.trace is not None:
         out.append((TRACE_HEADER, letter.trace))
+    if letter.original_auth is not None:
+        out.append((AUTH_HEADER, letter.original_auth))  # the stage verifies it again
     return out
 
 
-def judge(message: Any, chosen: ReplayFilter, topics: TopicNames) -> tuple[str, Letter] | Skipped:
+def judge(
+    message: Any, chosen: ReplayFilter, topics: TopicNames, auth: EnvelopeAuth | None = None
+) -> tuple[str, Letter] | Skipped:
     """The one place a dead letter is accepted - the topic it goes back to, and its letter -
-    or skipped with a reason."""
+    or skipped with a reason. With the pipeline's keys, a letter a worker did not write (its
+    tag, over its bytes and ``dlq.*`` headers, does not verify) is never replayed."""
+    headers = list(message.headers or [])
+    if auth is not None:
+        problem = auth.verify(topics.dlq, message.value or b"", headers, bind=True)
+        if problem is not None:
+            return Skipped(UNVERIFIED, problem)
     try:
-        letter = read_letter(list(message.headers or []))
+        letter = read_letter(headers)
     except MalformedLetter as exc:
         return Skipped(MALFORMED, str(exc))
     if not chosen.accepts(letter):
@@ -194,9 +219,11 @@ async def replay(
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
     stall_s: float = STALL_S,
+    auth: EnvelopeAuth | None = None,
 ) -> ReplaySummary:
     """Re-publish the chosen dead letters to their stage's topic (acks=all) and wait for the
-    broker; ``progress(done, total)`` follows the scan of the dead-letter topic."""
+    broker; ``progress(done, total)`` follows the scan of the dead-letter topic; ``auth``
+    verifies each letter first (None: envelope authentication is off)."""
     # Asked of the cluster: a consumer with no subscription holds metadata of no topic
     # (Apache Kafka answers its empty metadata request with none).
     partitions = (await describe_topics([topics.dlq], kafka))[topics.dlq]
@@ -216,7 +243,9 @@ async def replay(
         starts = {tp: await consumer.position(tp) for tp in tps}
         committed = kafka.isolation_level == "read_committed"
         ends = await start_ends(consumer, starts, committed)
-        scan = _Scan(consumer, starts, ends, chosen, topics, ReplaySummary(), progress, stall_s)
+        scan = _Scan(
+            consumer, starts, ends, chosen, topics, ReplaySummary(), progress, stall_s, auth
+        )
         if dry_run:
             await scan.run(None)
             return scan.summary
@@ -266,6 +295,7 @@ class _Scan:
     summary: ReplaySummary
     progress: Callable[[int, int], None] | None
     stall_s: float
+    auth: EnvelopeAuth | None = None
 
     async def run(self, sink: tuple[AIOKafkaProducer, list[Any]] | None) -> None:
         """Read every partition to its end (or until it stalls), judging and sending."""
@@ -306,7 +336,7 @@ class _Scan:
     async def _one(self, message: Any, sink: tuple[AIOKafkaProducer, list[Any]] | None) -> None:
         summary = self.summary
         summary.scanned += 1
-        verdict = judge(message, self.chosen, self.topics)
+        verdict = judge(message, self.chosen, self.topics, self.auth)
         if isinstance(verdict, Skipped):
             summary.skip(message, verdict)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from broker_fixtures import ensure_topics
 from harness import by_id, offline_decisions, read_outcomes, samples
 
 from stream_engine.runtime import replay as replay_module
+from stream_engine.runtime.integrity import KEY_ENV, EnvelopeAuth
 from stream_engine.runtime.replay import ReplayFilter, replay
 from stream_engine.runtime.topics import pipeline_topics
 
@@ -92,16 +94,23 @@ def letter_headers(at: datetime | None = None, **changes: bytes | None) -> list[
     return [("dlq." + name, value) for name, value in fields.items()]
 
 
-async def write_letters(kafka, topic: str, letters: list[list[tuple[str, Any]]]) -> None:
-    """Write dead letters in one go (so the broker keeps them in few record batches)."""
+async def write_letters(
+    kafka, topic: str, letters: list[list[tuple[str, Any]]], signed: bool = True
+) -> None:
+    """Write dead letters in one go (so the broker keeps them in few record batches), tagged
+    with the suite's envelope key as a worker tags them - or, ``signed=False``, as a forger
+    without the key would write them."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, linger_ms=50)
+    keys = EnvelopeAuth.from_text(os.environ[KEY_ENV])
     await producer.start()
     try:
-        futures = [
-            await producer.send(topic, b'{"application_id": "A-%d"}' % i, key=b"A-%d" % i,
-                                headers=headers, partition=0)
-            for i, headers in enumerate(letters)
-        ]  # fmt: skip
+        futures = []
+        for i, headers in enumerate(letters):
+            value = b'{"application_id": "A-%d"}' % i
+            tagged = keys.seal(topic, value, headers, bind=True) if signed else headers
+            futures.append(
+                await producer.send(topic, value, key=b"A-%d" % i, headers=tagged, partition=0)
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -280,3 +289,25 @@ async def test_letters_written_in_transactions_are_read_to_their_end_by_a_commit
 
     assert summary.scanned == 3
     assert not summary.unfinished
+
+
+async def test_a_forged_letter_is_never_replayed_and_is_named(make_pipeline, kafka, broker):
+    """The review's forgery: a letter written straight to the dead-letter topic claiming
+    ``dlq.stage: business_rules``, which replay used to send on - to be approved."""
+    pipeline = make_pipeline()
+    await ensure_topics(pipeline, kafka)
+    topics = pipeline_topics(pipeline)
+    forged = letter_headers(stage=b"business_rules")
+    await write_letters(kafka, topics.dlq, [forged], signed=False)
+    await write_letters(kafka, topics.dlq, [letter_headers()])
+
+    result = await asyncio.to_thread(cli, "dlq", "replay", str(pipeline.effective.path),
+                                     "--broker", broker)  # fmt: skip
+
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "skipped partition 0 offset 0: no se.auth header" in err
+    assert "replayed 1;" in err
+    assert await messages_on(kafka, topics.stage_inputs["business_rules"], timeout_s=3) == []
+    [sent] = await messages_on(kafka, topics.stage_inputs[STAGE])
+    assert sent.key == b"A-0"
