@@ -246,3 +246,12 @@ async def test_a_huge_integer_is_a_decode_error_not_a_silent_float():
     raw = b'{"application_id": "BIG", "annual_income": 1' + b"0" * 30 + b"}"
     report = await processor(onboarding(), "preprocessing").process([message(raw, key=b"BIG")])
     assert reasons(report) == {b"BIG": b"decode_error"}
+
+
+async def test_an_attempt_header_of_endless_digits_is_ignored_not_parsed():
+    headers = [("dlq.attempt", b"9" * 100_000)]
+    report = await processor(onboarding(), "preprocessing").process(
+        [message(application(), headers=headers)]
+    )
+    [out] = report.outgoing
+    assert "attempt" not in orjson.loads(out.value)
