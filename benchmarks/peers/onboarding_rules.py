@@ -17,6 +17,7 @@ returns a :class:`StageResult`: ``forward`` to the next stage, or ``reject`` / `
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -504,9 +505,14 @@ def business_rules(data: Data) -> StageResult:
 RISK_WEIGHTS = {"credit": 0.4, "aml": 0.3, "geographic": 0.2, "identity": 0.1}
 
 
+#: The example pipeline's salt (``${CUSTOMER_ID_SALT:-...}``), so both make the same ids.
+CUSTOMER_ID_SALT = os.environ.get("CUSTOMER_ID_SALT") or "example-salt-set-CUSTOMER_ID_SALT"
+
+
 def customer_id(data: Data) -> str:
-    """``CUST-`` and 12 hex digits of SHA-256 over e-mail, phone and SSN (normalised)."""
-    parts = ["", *(str(data.get(name) or "").strip().lower() for name in ("email", "phone", "ssn"))]
+    """``CUST-`` and 12 hex digits of SHA-256 over the salt, e-mail, phone and SSN."""
+    fields = ("email", "phone", "ssn")
+    parts = [CUSTOMER_ID_SALT, *(str(data.get(name) or "").strip().lower() for name in fields)]
     return "CUST-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12].upper()
 
 
