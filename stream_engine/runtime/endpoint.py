@@ -1,5 +1,10 @@
 """The worker's HTTP endpoint: ``/metrics`` (Prometheus text format), ``/health`` (the process
-is alive) and ``/ready`` (every stage has partitions assigned and is consuming).
+is alive and its event loop runs) and ``/ready`` (every stage has partitions assigned and is
+consuming).
+
+It is served from a thread of its own, on its own event loop, so it answers while the stages'
+loop is busy with a batch - and ``/health`` can tell a busy loop from a stuck one: the stages'
+loop beats every second, and ``/health`` answers 503 once it has missed ``STALL_S`` of beats.
 
 It listens on 127.0.0.1 unless ``runtime.metrics_host`` opens it, and holds no connection for
 long: a connection that is idle - no request yet, a request only half sent, or nothing after a
@@ -11,6 +16,9 @@ the file descriptors the Kafka clients need nor keep ``/health`` from answering.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +34,10 @@ from stream_engine.config.models import (
 )
 
 Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+#: How often the stages' event loop beats, and how long without a beat makes it stalled.
+BEAT_S = 1.0
+STALL_S = 30.0
 
 
 class _CappedServer(web.Server):
@@ -70,9 +82,49 @@ class MetricsEndpoint:
         }
         self._server: _CappedServer | None = None
         self._runner: web.ServerRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self._last_beat = time.monotonic()
 
     async def start(self) -> int:
-        """Listen; returns the port actually bound."""
+        """Listen, from a thread of its own; returns the port actually bound."""
+        self._last_beat = time.monotonic()
+        self._beat = asyncio.ensure_future(self._beating())
+        bound: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(bound,), name="stream-engine-endpoint", daemon=True
+        )
+        self._thread.start()
+        try:
+            return await asyncio.wrap_future(bound)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _beating(self) -> None:
+        while True:
+            self._last_beat = time.monotonic()
+            await asyncio.sleep(BEAT_S)
+
+    def _serve(self, bound: concurrent.futures.Future[int]) -> None:
+        """The endpoint thread: listen, serve until stopped, clean up."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            try:
+                bound.set_result(loop.run_until_complete(self._listen()))
+            except Exception as exc:  # noqa: BLE001 - handed to start(), which raises it
+                bound.set_exception(exc)
+                return
+            loop.run_forever()
+            if self._runner is not None:
+                loop.run_until_complete(self._runner.cleanup())
+                self._runner = None
+        finally:
+            loop.close()
+
+    async def _listen(self) -> int:
         self._server = _CappedServer(
             self._handle,
             self.max_connections,
@@ -90,10 +142,18 @@ class MetricsEndpoint:
         return self.port
 
     async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop listening (and the endpoint thread)."""
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.gather(self._beat, return_exceptions=True)
+            self._beat = None
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10.0)
+        self._thread = self._loop = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -132,6 +192,10 @@ class MetricsEndpoint:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health(self, request: web.BaseRequest) -> web.Response:
+        silent = time.monotonic() - self._last_beat
+        if silent > STALL_S:
+            body = {"status": "stalled", "event_loop_silent_s": round(silent, 1)}
+            return web.json_response(body, status=503)
         return web.json_response({"status": "ok"})
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:

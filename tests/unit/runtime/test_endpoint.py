@@ -5,6 +5,10 @@ drops idle connections after a short timeout, and past its connection cap drops 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -12,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_engine.config.models import RuntimeConfig
+from stream_engine.runtime import endpoint as endpoint_module
 from stream_engine.runtime.endpoint import MetricsEndpoint
 
 
@@ -128,3 +133,58 @@ async def test_only_the_three_paths_answer_and_only_to_get_and_head(endpoint):
             assert missing.status == 404
         async with session.post(f"{base}/metrics") as post:
             assert post.status == 405
+
+
+def spin(seconds: float) -> None:
+    """Hold this thread - the stages' event loop - busy, as a long batch would."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+def get_from_another_thread(url: str, results: list[tuple[int, float]]) -> threading.Thread:
+    """GET ``url`` from a thread (the test's own loop is about to be blocked)."""
+
+    def fetch() -> None:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        results.append((status, time.perf_counter() - started))
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    return thread
+
+
+async def test_health_answers_while_the_stages_loop_is_busy(endpoint):
+    point = await endpoint()
+    results: list[tuple[int, float]] = []
+    base = point.url.removesuffix("/metrics")
+    thread = get_from_another_thread(base + "/health", results)
+    spin(1.5)  # the stages' loop is busy with a long batch
+    thread.join(5)
+    [(status, took)] = results
+    assert status == 200
+    assert took < 0.5
+
+
+async def test_health_says_stalled_once_the_stages_loop_misses_its_beats(endpoint, monkeypatch):
+    monkeypatch.setattr(endpoint_module, "STALL_S", 0.5)
+    point = await endpoint()
+    results: list[tuple[int, float]] = []
+    spin(1.2)  # stuck past the stall limit
+    health = point.url.removesuffix("/metrics") + "/health"
+    thread = get_from_another_thread(health, results)
+    thread.join(5)
+    assert [status for status, _ in results] == [503]
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 5
+        status = 503
+        while status != 200 and time.monotonic() < deadline:  # it beats again
+            await asyncio.sleep(0.1)
+            async with session.get(health) as response:
+                status = response.status
+    assert status == 200
