@@ -10,6 +10,7 @@ ids, so a new key can sign while the old one still verifies what is in flight.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -102,12 +103,21 @@ def _bound(headers: Headers) -> list[tuple[str, bytes]]:
     return sorted((name, raw) for name, raw in headers if name.startswith(BOUND_PREFIX))
 
 
+@functools.lru_cache(maxsize=64)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under ``key`` with the domain already in: each message copies it."""
+    return hmac.new(key, _DOMAIN, hashlib.sha256)
+
+
 def _mac(key: bytes, topic: str, value: bytes, bound: Headers) -> bytes:
-    parts = [_DOMAIN, _frame(topic.encode())]
+    mac = _keyed(key).copy()
+    parts = [_frame(topic.encode())]
     for name, raw in bound:
         parts += (_frame(name.encode()), _frame(raw))
-    parts.append(_frame(value))
-    return hmac.digest(key, b"".join(parts), hashlib.sha256)[:_TAG_BYTES].hex().encode()
+    parts.append(len(value).to_bytes(4, "big"))
+    mac.update(b"".join(parts))
+    mac.update(value)
+    return mac.digest()[:_TAG_BYTES].hex().encode()
 
 
 def envelope_auth(
