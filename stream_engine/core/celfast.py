@@ -2,25 +2,54 @@
 
 The ``cel`` package (Rust) converts every value it is handed into CEL values on each call,
 which costs more than evaluating a small expression. Rule conditions are mostly small:
-field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, a few functions. This
-module compiles that subset into closures over the original Python values, with the ``cel``
-package's semantics (no implicit numeric coercion, int64 overflow, error absorption by
-``&&``/``||``...). Anything outside the subset raises ``Unsupported`` at compile time and the
+field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, a few functions and
+the comprehension macros. This module compiles that subset into closures over the original
+Python values, with the ``cel`` package's semantics (no implicit numeric coercion, int64
+overflow, error absorption by ``&&``/``||``...). Anything outside the subset raises
+``Unsupported`` at compile time (or, for a value it does not know, at evaluation) and the
 caller uses the ``cel`` package; a differential test keeps both in agreement.
+
+Work is bounded: ``check_shape`` refuses sources too long or too deeply nested for either
+parser, and an evaluation that would take more than ``MAX_COST`` steps (comprehension
+iterations, elements compared, bytes concatenated or scanned) stops with a ``CelError``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import cel
+
+from stream_engine.core.celregex import translate_pattern
+from stream_engine.core.regex import Regex
+from stream_engine.errors import RegexError
+
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+UINT_MAX = 2**64 - 1
+
+#: The longest expression source accepted, in characters.
+MAX_SOURCE_LENGTH = 10_000
+#: The deepest bracket nesting accepted: ``(``, ``[`` and ``{`` together.
+MAX_NESTING = 32
+#: The deepest operator nesting accepted (an upper bound on the syntax tree's depth, counted
+#: before parsing): a chain ``a + b + ...`` of N terms counts N, ``&&``/``||`` chains count 1.
+MAX_DEPTH = 100
+#: Steps one evaluation may take: a comprehension costs its body's size for each element, a
+#: container comparison or ``in`` one step per element, a concatenation one per 64 bytes (or
+#: one per element) of its result, string work inside a comprehension one per 64 bytes.
+MAX_COST = 1_000_000
+#: The macros that loop over a list or map; the fast path runs them in linear time.
+COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 
 Env = dict[str, Any]
 Node = Callable[[Env], Any]
+
+#: Where an evaluation keeps its remaining budget (not an identifier: CEL cannot name it).
+_COST = " cost"
 
 
 class Unsupported(Exception):
@@ -31,6 +60,10 @@ class CelError(Exception):
     """A CEL evaluation error (no such key, no such overload, overflow...)."""
 
 
+class Refused(Exception):
+    """The source is refused on either path: too long or nested too deeply to parse safely."""
+
+
 class NoSuchKey(CelError):
     """A field or map key that is not there."""
 
@@ -39,12 +72,165 @@ class NoSuchKey(CelError):
         self.key = key
 
 
+# -- shape: bounded before either parser sees the source ----------------------------------
+
+_LEX = re.compile(
+    r"""
+    (?P<ws>[\t\n\f\r ]+)
+  | (?P<str>(?:[bB][rR]?|[rR][bB]?)?(?:'''|\"\"\"|'|"))
+  | (?P<num>\.?[0-9][0-9A-Za-z_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_STRING_END = {
+    (raw, quote): re.compile(
+        (r"(?:[^\\]|\\.)*?" if not raw else r".*?") + re.escape(quote)
+        if len(quote) == 3
+        else (r"(?:[^\\\n" + quote + r"]|\\.)*" if not raw else r"[^\n" + quote + r"]*")
+        + re.escape(quote),
+        re.DOTALL,
+    )
+    for raw in (False, True)
+    for quote in ("'''", '"""', "'", '"')
+}
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = frozenset(_OPEN.values())
+_BINARY_LEVELS = (
+    frozenset({"==", "!=", "<", "<=", ">", ">=", "in"}),
+    frozenset({"+", "-"}),
+    frozenset({"*", "/", "%"}),
+)
+Item = tuple[str, str] | list[Any]
+
+
+def _lex(source: str) -> list[tuple[str, str]]:
+    """Tokens enough to measure nesting: strings are skipped whole, brackets kept."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(source):
+        match = _LEX.match(source, pos)
+        assert match is not None  # the last alternative matches any character
+        kind, text = match.lastgroup or "other", match.group(0)
+        pos = match.end()
+        if kind == "str":
+            raw = "r" in text.lower()
+            quote = text.lstrip("bBrR")
+            end = _STRING_END[raw, quote].match(source, pos)
+            pos = end.end() if end is not None else len(source)
+            tokens.append(("lit", "''"))
+        elif kind == "ident" and text == "in":
+            tokens.append(("op", "in"))
+        elif kind != "ws":
+            tokens.append(("lit" if kind in ("num", "ident", "other") else "op", text))
+    return tokens
+
+
+def _groups(tokens: list[tuple[str, str]]) -> list[Item]:
+    """The tokens with each bracketed group made a nested list: ``[opener, *items]``."""
+    root: list[Item] = []
+    stack: list[list[Item]] = [root]
+    for token in tokens:
+        kind, text = token
+        if kind == "op" and text in _OPEN:
+            group: list[Any] = [text]
+            stack[-1].append(group)
+            stack.append(group)
+            if len(stack) - 1 > MAX_NESTING:
+                raise Refused(f"brackets nested more than {MAX_NESTING} deep")
+        elif kind == "op" and text in _CLOSE and len(stack) > 1:
+            stack.pop()
+        else:
+            stack[-1].append(token)
+    return root
+
+
+def _split(items: Sequence[Item], ops: Iterable[str]) -> tuple[int, list[list[Item]]]:
+    """Split at the binary operators ``ops`` (a ``-`` after an operator is unary)."""
+    wanted = frozenset(ops)
+    parts: list[list[Item]] = [[]]
+    count = 0
+    for item in items:
+        is_op = isinstance(item, tuple) and item[0] == "op" and item[1] in wanted
+        operand_before = bool(parts[-1]) and not (
+            isinstance(parts[-1][-1], tuple) and parts[-1][-1][0] == "op"
+        )
+        if is_op and (operand_before or item[1] not in ("-",)):
+            count += 1
+            parts.append([])
+        else:
+            parts[-1].append(item)
+    return count, parts
+
+
+def _depth(items: Sequence[Item]) -> int:
+    """An upper bound on the syntax-tree depth of ``items`` (one bracket level, groups nested)."""
+    depth = 0
+    for element in _split(items, (",",))[1]:
+        ternaries = sum(1 for item in element if item == ("op", "?"))
+        branches = _split(element, ("?", ":"))[1]
+        best = 0
+        for branch in branches:
+            best = max(best, _logical_depth(branch))
+        depth = max(depth, ternaries + best)
+    return depth
+
+
+def _logical_depth(items: Sequence[Item]) -> int:
+    count, parts = _split(items, ("||", "&&"))
+    inner = 0
+    for part in parts:
+        inner = max(inner, _binary_depth(part, 0))
+    return (2 if count else 0) + inner
+
+
+def _binary_depth(items: Sequence[Item], level: int) -> int:
+    if level == len(_BINARY_LEVELS):
+        return _postfix_depth(items)
+    count, parts = _split(items, _BINARY_LEVELS[level])
+    return count + max(_binary_depth(part, level + 1) for part in parts)
+
+
+def _postfix_depth(items: Sequence[Item]) -> int:
+    """Prefix operators (folded into one node), then a primary and its selections/calls."""
+    ops = 0
+    prefix = False
+    child = 0
+    for item in items:
+        if isinstance(item, list):
+            ops += 1
+            child = max(child, _depth(item[1:]))
+        elif item[0] == "op" and item[1] in ("!", "-"):
+            prefix = True
+        elif item[0] == "op":
+            ops += 1
+    return ops + prefix + child + 1
+
+
+def check_shape(source: str) -> None:
+    """``Refused`` unless ``source`` is short and shallow enough for both parsers (the ``cel``
+    package's Rust parser overflows its stack, killing the process, on a chain of ~20,000
+    ``+``; this module's parser is recursive too)."""
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise Refused(f"expression longer than {MAX_SOURCE_LENGTH:,} characters")
+    depth = _depth(_groups(_lex(source)))
+    if depth > MAX_DEPTH:
+        raise Refused(
+            f"expression nested too deeply (about {depth} levels of operators, at most "
+            f"{MAX_DEPTH}): split it, e.g. into several checks"
+        )
+
+
+# -- tokens for the fast parser ------------------------------------------------------------
+
 _TOKEN = re.compile(
     r"""
-    (?P<ws>\s+)
-  | (?P<double>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
+    (?P<ws>[\t\n\f\r ]+)
+  | (?P<double>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
   | (?P<hex>0[xX][0-9a-fA-F]+)(?P<hexu>[uU])?
-  | (?P<int>\d+)(?P<intu>[uU])?
+  | (?P<int>[0-9]+)(?P<intu>[uU])?
   | (?P<raw>[rR])?(?P<str>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\|\||&&|==|!=|<=|>=|[<>+\-*/%!?:.,()\[\]{}])
@@ -91,7 +277,10 @@ def _unescape(body: str) -> str:
     def one(match: re.Match[str]) -> str:
         code = match.group(1)
         if code[0] in "uUx" and len(code) > 1:
-            return chr(int(code[1:], 16))
+            point = int(code[1:], 16)
+            if 0xD800 <= point <= 0xDFFF or point > 0x10FFFF:
+                raise Unsupported(f"escape \\{code}")
+            return chr(point)
         if code in _ESCAPES:
             return _ESCAPES[code]
         raise Unsupported(f"escape \\{code}")
@@ -158,18 +347,28 @@ _KINDS: dict[type, str] = {
 }
 
 
+def _int_kind(value: int) -> str:
+    """Ints within int64 are ints; the ``cel`` package makes a uint of one up to 2^64 - 1
+    (left to it) and a double of one beyond."""
+    if INT_MIN <= value <= INT_MAX:
+        return "int"
+    if INT_MAX < value <= UINT_MAX:
+        raise Unsupported("uint value")
+    return "double"
+
+
 def _kind(value: Any) -> str:
     """The CEL type name of a Python value (as the ``cel`` package maps them)."""
     cls = type(value)
     if cls is int:
-        return "int" if INT_MIN <= value <= INT_MAX else "double"
+        return _int_kind(value)
     kind = _KINDS.get(cls)
     if kind is not None:
         return kind
     if value is True or value is False:
         return "bool"
     if isinstance(value, int):
-        return "int" if INT_MIN <= value <= INT_MAX else "double"
+        return _int_kind(int(value))
     if isinstance(value, float):
         return "double"
     if isinstance(value, str):
@@ -182,9 +381,13 @@ def _kind(value: Any) -> str:
 
 
 def _num(value: Any) -> Any:
-    """Ints beyond int64 become doubles, as the ``cel`` package converts them."""
+    """Ints beyond 64 bits become doubles, as the ``cel`` package converts them."""
     if type(value) is int and not INT_MIN <= value <= INT_MAX:
-        return float(value)
+        if _int_kind(value) == "double":
+            try:
+                return float(value)
+            except OverflowError:
+                raise CelError("conversion error: integer too large for a double") from None
     return value
 
 
@@ -197,6 +400,25 @@ def _check_int(value: int, op: str) -> int:
     if not INT_MIN <= value <= INT_MAX:
         raise CelError(f"arithmetic overflow in '{op}'")
     return value
+
+
+def _cost_exceeded() -> CelError:
+    return CelError(
+        f"evaluation cost limit exceeded (more than {MAX_COST:,} steps): the expression does "
+        "too much work for one record (a comprehension over large lists, nested "
+        "comprehensions, or values that grow)"
+    )
+
+
+def _charge(env: Env, units: int) -> None:
+    budget: list[int] = env[_COST]
+    budget[0] -= units
+    if budget[0] < 0:
+        raise _cost_exceeded()
+
+
+def _text_units(text: str) -> int:
+    return 1 + (len(text) >> 6)
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -254,11 +476,17 @@ def _mod(a: Any, b: Any) -> Any:
         raise _overload("%", a, b)
     if b == 0:
         raise CelError("modulo by zero")
+    if a == INT_MIN and b == -1:
+        raise CelError("arithmetic overflow in 'rem'")
     remainder = abs(a) % abs(b)
     return remainder if a >= 0 else -remainder
 
 
-def _equal(a: Any, b: Any) -> bool:
+_PLAIN = (str, bool, type(None))
+
+
+def _equal(a: Any, b: Any, budget: list[int] | None = None) -> bool:
+    """CEL equality; ``budget`` (when given) is charged one step per container element."""
     if type(a) is type(b) and type(a) in _PLAIN:
         return bool(a == b)
     ka, kb = _kind(a), _kind(b)
@@ -267,13 +495,38 @@ def _equal(a: Any, b: Any) -> bool:
     if ka != kb:
         return False
     if ka == "list":
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        if len(a) != len(b):
+            return False
+        _spend(budget, len(a))
+        return all(_equal(x, y, budget) for x, y in zip(a, b, strict=True))
     if ka == "map":
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+        if len(a) != len(b):
+            return False
+        _spend(budget, len(a))
+        return all(_has_key(b, k) and _equal(v, _lookup(b, k), budget) for k, v in a.items())
     return bool(a == b)
 
 
-_PLAIN = (str, bool, type(None))
+def _spend(budget: list[int] | None, units: int) -> None:
+    if budget is not None:
+        budget[0] -= units
+        if budget[0] < 0:
+            raise _cost_exceeded()
+
+
+def _has_key(mapping: dict[Any, Any], key: Any) -> bool:
+    if type(key) is str:
+        return key in mapping
+    return any(type(k) is type(key) and k == key for k in mapping)
+
+
+def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
+    if type(key) is str:
+        return mapping[key]
+    for candidate, value in mapping.items():
+        if type(candidate) is type(key) and candidate == key:
+            return value
+    raise KeyError(key)
 
 
 def _order(op: str, a: Any, b: Any) -> bool:
@@ -281,10 +534,9 @@ def _order(op: str, a: Any, b: Any) -> bool:
     numeric = ka in ("int", "double") and kb in ("int", "double")
     if not numeric and (ka != kb or ka not in ("string", "bool")):
         raise _overload(op, a, b)
-    if ka == "string":
-        a, b = a.encode(), b.encode()
-    else:
+    if numeric:
         a, b = _num(a), _num(b)
+    # strings: code-point order is UTF-8 byte order, which CEL compares
     if op == "<":
         return bool(a < b)
     if op == "<=":
@@ -294,13 +546,23 @@ def _order(op: str, a: Any, b: Any) -> bool:
     return bool(a >= b)
 
 
-def _in(item: Any, container: Any) -> bool:
+def _map_key_kind(key: Any, op: str, container: Any) -> None:
+    """A map is searched only with an int, bool or string key, as the ``cel`` package does."""
+    if _kind(key) not in ("int", "bool", "string"):
+        raise _overload(op, key, container)
+
+
+def _in(item: Any, container: Any, budget: list[int] | None = None) -> bool:
     kind = _kind(container)
     if kind == "list":
-        return any(_equal(item, element) for element in container)
+        _spend(budget, len(container))
+        return any(_equal(item, element, budget) for element in container)
     if kind == "map":
-        _kind(item)
-        return any(_equal(item, key) for key in container)
+        _map_key_kind(item, "in", container)
+        if type(item) is str:
+            return item in container
+        _spend(budget, len(container))
+        return _has_key(container, item)
     raise _overload("in", item, container)
 
 
@@ -312,7 +574,7 @@ def _select(value: Any, field: str) -> Any:
     return value[field]
 
 
-def _index(value: Any, key: Any) -> Any:
+def _index(value: Any, key: Any, budget: list[int] | None) -> Any:
     kind = _kind(value)
     if kind == "list":
         if _kind(key) != "int":
@@ -321,10 +583,13 @@ def _index(value: Any, key: Any) -> Any:
             raise CelError(f"index out of bounds: {key}")
         return value[key]
     if kind == "map":
-        for candidate in value:
-            if _equal(candidate, key):
-                return value[candidate]
-        raise NoSuchKey(key)
+        _map_key_kind(key, "[]", value)
+        if type(key) is not str:
+            _spend(budget, len(value))
+        try:
+            return _lookup(value, key)
+        except KeyError:
+            raise NoSuchKey(key) from None
     raise _overload("[]", value, key)
 
 
@@ -335,9 +600,10 @@ def _bool(value: Any, op: str) -> bool:
 
 
 _FLOAT_TEXT = re.compile(
-    r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE
+    r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+    re.IGNORECASE,
 )
-_INT_TEXT = re.compile(r"[+-]?\d+")
+_INT_TEXT = re.compile(r"[+-]?0*([0-9]+)")
 
 
 def _to_int(value: Any) -> int:
@@ -350,8 +616,11 @@ def _to_int(value: Any) -> int:
             raise CelError("int() overflow")
         return int(value)
     if kind == "string":
-        if not _INT_TEXT.fullmatch(value):
+        match = _INT_TEXT.fullmatch(value)
+        if match is None:
             raise CelError("int() string parse error")
+        if len(match.group(1)) > 19:
+            raise CelError("int() string parse error: number too large to fit in an int")
         return _check_int(int(value), "int")
     raise _overload("int", value)
 
@@ -359,7 +628,7 @@ def _to_int(value: Any) -> int:
 def _to_double(value: Any) -> float:
     kind = _kind(value)
     if kind in ("int", "double"):
-        return float(value)
+        return float(_num(value))
     if kind == "string":
         if not _FLOAT_TEXT.fullmatch(value):
             raise CelError("double() string parse error")
@@ -383,16 +652,16 @@ def _to_string(value: Any) -> str:
     if kind == "string":
         return str(value)
     if kind == "int":
-        return str(value)
+        return str(int(value))
     if kind == "double":
-        return _double_text(float(value))
+        return _double_text(float(_num(value)))
     raise _overload("string", value)
 
 
 def _size(value: Any) -> int:
     kind = _kind(value)
     if kind == "string":
-        return len(value.encode())
+        return len(value) if value.isascii() else len(value.encode())
     if kind in ("list", "map"):
         return len(value)
     raise _overload("size", value)
@@ -404,7 +673,7 @@ def _strings(name: str, target: Any, arg: Any) -> tuple[str, str]:
     return target, arg
 
 
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
+_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "int": _to_int,
     "double": _to_double,
     "string": _to_string,
@@ -424,6 +693,10 @@ class _Parser:
     def __init__(self, source: str) -> None:
         self.tokens = _tokens(source)
         self.pos = 0
+        #: Whether some node spends from the evaluation budget (so one must be installed).
+        self.costly = False
+        #: How many comprehension bodies enclose the node being parsed.
+        self.loops = 0
 
     def peek(self) -> tuple[str, Any]:
         return self.tokens[self.pos]
@@ -447,32 +720,39 @@ class _Parser:
         node = self.conditional()
         if self.peek()[0] != "end":
             raise Unsupported("trailing input")
-        return node
+        if not self.costly:
+            return node
+
+        def budgeted(env: Env) -> Any:
+            env[_COST] = [MAX_COST]
+            return node(env)
+
+        return budgeted
 
     def conditional(self) -> Node:
-        cond = self.logical_or()
-        if not self.accept("?"):
-            return cond
-        yes = self.logical_or()
-        self.expect(":")
-        no = self.conditional()
-
-        def ternary(env: Env) -> Any:
-            return yes(env) if _bool(cond(env), "_?_:_") else no(env)
-
-        return ternary
+        """``c1 ? y1 : c2 ? y2 : n`` without recursion for the chain."""
+        branches: list[tuple[Node, Node]] = []
+        node = self.logical_or()
+        while self.accept("?"):
+            yes = self.logical_or()
+            self.expect(":")
+            branches.append((node, yes))
+            node = self.logical_or()
+        for cond, yes in reversed(branches):
+            node = _ternary(cond, yes, node)
+        return node
 
     def logical_or(self) -> Node:
-        node = self.logical_and()
+        operands = [self.logical_and()]
         while self.accept("||"):
-            node = _logic(node, self.logical_and(), short=True)
-        return node
+            operands.append(self.logical_and())
+        return operands[0] if len(operands) == 1 else _logic(operands, short=True)
 
     def logical_and(self) -> Node:
-        node = self.relation()
+        operands = [self.relation()]
         while self.accept("&&"):
-            node = _logic(node, self.relation(), short=False)
-        return node
+            operands.append(self.relation())
+        return operands[0] if len(operands) == 1 else _logic(operands, short=False)
 
     def relation(self) -> Node:
         node = self.addition()
@@ -481,13 +761,26 @@ class _Parser:
             if kind != "op" or op not in ("<", "<=", ">", ">=", "==", "!=", "in"):
                 return node
             self.take()
-            node = _relation(op, node, self.addition())
+            node = self.relate(op, node, self.addition())
+
+    def relate(self, op: str, left: Node, right: Node) -> Node:
+        if op in ("==", "!=") and not (_scalar_constant(left) or _scalar_constant(right)):
+            self.costly = True
+            return _container_equality(op, left, right)
+        if op == "in" and getattr(right, "constant_list", None) is None:
+            self.costly = True
+        return _relation(op, left, right)
 
     def addition(self) -> Node:
         node = self.multiplication()
         while True:
             if self.accept("+"):
-                node = _binary(_add, node, self.multiplication())
+                right = self.multiplication()
+                if _number_constant(node) or _number_constant(right):
+                    node = _binary(_add, node, right)
+                else:
+                    self.costly = True
+                    node = _concatenation(node, right)
             elif self.accept("-"):
                 node = _binary(_sub, node, self.multiplication())
             else:
@@ -506,18 +799,20 @@ class _Parser:
                 return node
 
     def unary(self) -> Node:
-        if self.accept("!"):
-            inner = self.unary()
-            return lambda env: not _bool(inner(env), "!_")
-        if self.accept("-"):
-            if self.peek()[0] == "int":
-                value = -self.take()[1]
-                if value < INT_MIN:
-                    raise Unsupported("int literal out of range")
-                return self.member(_const(value))
-            inner = self.unary()
-            return _negate(inner)
-        return self.member(self.primary())
+        """A run of ``!`` and ``-`` prefixes becomes one node (no recursion per prefix)."""
+        prefixes: list[str] = []
+        while True:
+            if self.accept("!"):
+                prefixes.append("!")
+            elif self.accept("-"):
+                if self.peek()[0] == "int":
+                    value = -self.take()[1]
+                    if value < INT_MIN:
+                        raise Unsupported("int literal out of range")
+                    return _prefixed(prefixes, self.member(_const(value)))
+                prefixes.append("-")
+            else:
+                return _prefixed(prefixes, self.member(self.primary()))
 
     def member(self, node: Node) -> Node:
         while True:
@@ -526,13 +821,17 @@ class _Parser:
                 if kind != "ident":
                     raise Unsupported("field name expected")
                 if self.accept("("):
-                    node = self.method(node, name, self.arguments())
+                    if name in COMPREHENSIONS:
+                        node = self.comprehension(node, name)
+                    else:
+                        node = self.method(node, name, self.arguments())
                 else:
                     node = _selector(node, name)
             elif self.accept("["):
                 key = self.conditional()
                 self.expect("]")
-                node = _binary(_index, node, key)
+                self.costly = True
+                node = _indexer(node, key)
             else:
                 return node
 
@@ -546,16 +845,59 @@ class _Parser:
                 return args
             self.expect(",")
 
+    def comprehension(self, target: Node, name: str) -> Node:
+        """``range.all(x, p)``, ``exists``, ``exists_one``, ``map(x, t)``, ``map(x, p, t)``,
+        ``filter(x, p)``: one pass over the range, the body's size charged per element."""
+        kind, var = self.take()
+        if kind != "ident":
+            raise Unsupported("comprehension variable expected")
+        self.expect(",")
+        start = self.pos
+        self.loops += 1
+        args = self.arguments()
+        self.loops -= 1
+        self.costly = True
+        per_item = 1 + self.pos - start
+        if name == "map" and len(args) in (1, 2):
+            return _comprehension(name, target, var, args, per_item)
+        if len(args) != 1:
+            raise Unsupported(f"{name}() with {len(args) + 1} arguments")
+        return _comprehension(name, target, var, args, per_item)
+
     def method(self, target: Node, name: str, args: list[Node]) -> Node:
         if name == "size" and not args:
-            return lambda env: _size(target(env))
+            return self.text_work(lambda value: _size(value), target)
         if name in _METHODS and len(args) == 1:
             function = _METHODS[name]
             arg = args[0]
+            if self.loops:
+                self.costly = True
+
+                def charged(env: Env) -> Any:
+                    value = target(env)
+                    if type(value) is str:
+                        _charge(env, _text_units(value))
+                    return function(value, arg(env))
+
+                return charged
             return lambda env: function(target(env), arg(env))
         if name == "matches" and len(args) == 1:
-            return _matches(target, args[0])
+            return self.text_work(_matcher(args[0]), target)
         raise Unsupported(f"method {name}")
+
+    def text_work(self, function: Callable[[Any], Any], arg: Node) -> Node:
+        """``function(arg)``, charged by the length of a string argument inside a loop."""
+        if not self.loops:
+            return lambda env: function(arg(env))
+        self.costly = True
+
+        def charged(env: Env) -> Any:
+            value = arg(env)
+            if type(value) is str:
+                _charge(env, _text_units(value))
+            return function(value)
+
+        return charged
 
     def primary(self) -> Node:
         kind, value = self.take()
@@ -600,9 +942,13 @@ class _Parser:
     def call(self, name: str) -> Node:
         if name == "has":
             return self.has()
+        if name in COMPREHENSIONS:
+            raise Unsupported(f"{name}() called as a function")
         args = self.arguments()
         if name in _FUNCTIONS and len(args) == 1:
             function = _FUNCTIONS[name]
+            if name in ("size", "double"):
+                return self.text_work(function, args[0])
             arg = args[0]
             return lambda env: function(arg(env))
         raise Unsupported(f"function {name}")
@@ -623,7 +969,8 @@ class _Parser:
                 key = self.conditional()
                 self.expect("]")
                 holder = None
-                node = _binary(_index, node, key)
+                self.costly = True
+                node = _indexer(node, key)
             else:
                 break
         self.expect(")")
@@ -638,7 +985,21 @@ def _const(value: Any) -> Node:
         return value
 
     constant.constant = True  # type: ignore[attr-defined]
+    constant.value = value  # type: ignore[attr-defined]
     return constant
+
+
+def _scalar_constant(node: Node) -> bool:
+    """A literal that is not a container: comparing with it is constant time."""
+    return getattr(node, "constant", False) and not isinstance(
+        getattr(node, "value", None), list | dict
+    )
+
+
+def _number_constant(node: Node) -> bool:
+    """A numeric literal: ``+`` with it cannot concatenate."""
+    value = getattr(node, "value", None)
+    return getattr(node, "constant", False) and type(value) in (int, float)
 
 
 def _variable(name: str) -> Node:
@@ -655,29 +1016,73 @@ def _selector(node: Node, field: str) -> Node:
     return lambda env: _num(_select(node(env), field))
 
 
+def _indexer(node: Node, key: Node) -> Node:
+    return lambda env: _num(_index(node(env), key(env), env[_COST]))
+
+
 def _has(value: Any, field: str) -> bool:
     if not isinstance(value, dict):
         raise CelError(f"has() on {_kind(value)}")
     return field in value
 
 
-def _negate(inner: Node) -> Node:
-    def negate(env: Env) -> Any:
-        value = inner(env)
-        kind = _kind(value)
-        if kind == "int":
-            return _check_int(-value, "neg")
-        if kind == "double":
-            return -_num(value)
-        if kind == "bool":
-            return not value  # the cel package negates a bool into its logical not
-        raise _overload("-_", value)
+def _negate(value: Any) -> Any:
+    kind = _kind(value)
+    if kind == "int":
+        return _check_int(-value, "neg")
+    if kind == "double":
+        return -_num(value)
+    if kind == "bool":
+        return not value  # the cel package negates a bool into its logical not
+    raise _overload("-_", value)
 
-    return negate
+
+def _prefixed(prefixes: list[str], inner: Node) -> Node:
+    """``inner`` under its prefix operators, applied innermost first."""
+    if not prefixes:
+        return inner
+    if prefixes == ["!"]:
+        return lambda env: not _bool(inner(env), "!_")
+    ops = tuple(reversed(prefixes))
+
+    def prefixed(env: Env) -> Any:
+        value = inner(env)
+        for op in ops:
+            value = (not _bool(value, "!_")) if op == "!" else _negate(value)
+        return value
+
+    return prefixed
+
+
+def _ternary(cond: Node, yes: Node, no: Node) -> Node:
+    def ternary(env: Env) -> Any:
+        return yes(env) if _bool(cond(env), "_?_:_") else no(env)
+
+    return ternary
 
 
 def _binary(function: Callable[[Any, Any], Any], left: Node, right: Node) -> Node:
     return lambda env: function(left(env), right(env))
+
+
+def _concatenation(left: Node, right: Node) -> Node:
+    """``+`` that may join strings or lists: the result's size is charged."""
+
+    def concatenation(env: Env) -> Any:
+        result = _add(left(env), right(env))
+        if type(result) is str:
+            _charge(env, _text_units(result))
+        elif type(result) is list:
+            _charge(env, 1 + len(result))
+        return result
+
+    return concatenation
+
+
+def _container_equality(op: str, left: Node, right: Node) -> Node:
+    if op == "==":
+        return lambda env: _equal(left(env), right(env), env[_COST])
+    return lambda env: not _equal(left(env), right(env), env[_COST])
 
 
 def _relation(op: str, left: Node, right: Node) -> Node:
@@ -700,66 +1105,168 @@ def _relation(op: str, left: Node, right: Node) -> Node:
             return in_strings
         if frozen is not None:
             return lambda env: _in(left(env), frozen)
-        return lambda env: _in(left(env), right(env))
+        return lambda env: _in(left(env), right(env), env[_COST])
     return lambda env: _order(op, left(env), right(env))
 
 
-def _logic(left: Node, right: Node, short: bool) -> Node:
-    """``||`` (short=True) and ``&&``: a decisive value on either side wins over an error."""
+def _logic(operands: list[Node], short: bool) -> Node:
+    """``||`` (short=True) and ``&&`` over a chain: a decisive value on any operand wins over
+    an error on another; else the first error is raised."""
     name = "_||_" if short else "_&&_"
     decisive: bool = short
+    first_node, *rest = operands
 
     def logic(env: Env) -> bool:
-        error: Exception | None = None
+        error: CelError | None = None
         try:
-            first = left(env)
-            if first is short:
-                return decisive
-            if first is not (not short):
-                error = _overload(name, first)
+            value = first_node(env)
         except CelError as exc:
             error = exc
-        second = right(env) if error is None else _try(right, env)
-        if second is short:
-            return decisive
+        else:
+            if value is short:
+                return decisive
+            if value is not (not short):
+                error = _overload(name, value)
+        for node in rest:
+            try:
+                value = node(env)
+            except CelError as exc:
+                if error is None:
+                    error = exc
+                continue
+            if value is short:
+                return decisive
+            if value is not (not short) and error is None:
+                error = _overload(name, value)
         if error is not None:
             raise error
-        if second is not (not short):
-            raise _overload(name, second)
         return not short
 
     return logic
 
 
-def _try(node: Node, env: Env) -> Any:
-    try:
-        return node(env)
-    except CelError:
-        return None
+def _range(name: str, value: Any) -> list[Any] | tuple[Any, ...]:
+    """The elements a comprehension visits: a list's items, a map's keys."""
+    if type(value) is list or type(value) is tuple:
+        return value
+    if type(value) is dict:
+        for key in value:
+            _kind(key)
+        return list(value)
+    kind = _kind(value)
+    if kind == "list":
+        return list(value)
+    if kind == "map":
+        return list(value)
+    raise _overload(name, value)
 
 
-def _matches(target: Node, pattern: Node) -> Node:
+def _comprehension(name: str, target: Node, var: str, args: list[Node], per_item: int) -> Node:
+    body = args[0]
+
+    def items(env: Env) -> tuple[list[Any] | tuple[Any, ...], Env]:
+        values = _range(name, target(env))
+        _charge(env, 1 + len(values) * per_item)
+        return values, dict(env)
+
+    if name == "all":
+
+        def run_all(env: Env) -> bool:
+            values, scope = items(env)
+            for value in values:
+                scope[var] = value
+                if not _bool(body(scope), "all"):
+                    return False
+            return True
+
+        return run_all
+    if name == "exists":
+
+        def run_exists(env: Env) -> bool:
+            values, scope = items(env)
+            for value in values:
+                scope[var] = value
+                if _bool(body(scope), "exists"):
+                    return True
+            return False
+
+        return run_exists
+    if name == "exists_one":
+
+        def run_exists_one(env: Env) -> bool:
+            values, scope = items(env)
+            found = 0
+            for value in values:
+                scope[var] = value
+                found += _bool(body(scope), "exists_one")
+            return found == 1
+
+        return run_exists_one
+    if name == "filter":
+
+        def run_filter(env: Env) -> list[Any]:
+            values, scope = items(env)
+            kept = []
+            for value in values:
+                scope[var] = value
+                if _bool(body(scope), "filter"):
+                    kept.append(_num(value))
+            return kept
+
+        return run_filter
+    if len(args) == 1:
+
+        def run_map(env: Env) -> list[Any]:
+            values, scope = items(env)
+            out = []
+            for value in values:
+                scope[var] = value
+                out.append(body(scope))
+            return out
+
+        return run_map
+    transform = args[1]
+
+    def run_filter_map(env: Env) -> list[Any]:
+        values, scope = items(env)
+        out = []
+        for value in values:
+            scope[var] = value
+            if _bool(body(scope), "map"):
+                out.append(transform(scope))
+        return out
+
+    return run_filter_map
+
+
+_REFERENCE_MATCHES = cel.compile("t.matches(p)")
+
+
+def _matcher(pattern: Node) -> Callable[[Any], bool]:
+    """``matches()`` with a constant pattern, on RE2 with the ``cel`` package's (Rust regex)
+    meaning of the pattern; a pattern whose meaning could differ is left to the package."""
     if not getattr(pattern, "constant", False):
         raise Unsupported("matches() with a computed pattern")
     text = pattern(Env())
     if not isinstance(text, str):
         raise Unsupported("matches() pattern must be a string")
     try:
-        compiled = re.compile(text)
-    except re.error as exc:
+        compiled = Regex(translate_pattern(text))
+        _REFERENCE_MATCHES.execute({"t": "", "p": text})
+    except RegexError as exc:
         raise Unsupported(f"pattern {text!r}: {exc}") from None
-    if any(token in text for token in ("(?=", "(?!", "(?<", "\\Z", "\\A", "(?P")):
-        raise Unsupported("pattern syntax beyond RE2")
+    except (RuntimeError, ValueError, TypeError):
+        raise Unsupported(f"pattern {text!r}: the cel package refuses it") from None
 
-    def matches(env: Env) -> bool:
-        value = target(env)
+    def matches(value: Any) -> bool:
         if _kind(value) != "string":
             raise _overload("matches", value)
-        return compiled.search(value) is not None
+        return compiled.search(value)
 
     return matches
 
 
 def compile_fast(source: str) -> Node:
-    """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset."""
+    """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset. Call
+    ``check_shape`` first: it bounds the recursion this parser needs."""
     return _Parser(source).parse()

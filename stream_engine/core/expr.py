@@ -2,6 +2,10 @@
 
 Converting a whole record into CEL values costs more than evaluating a small expression, so an
 expression that only reads ``data.<field>`` (or ``request.<field>``...) is handed just those.
+
+Every failure while compiling or evaluating is an ``ExpressionError``, and an evaluation's
+work is bounded (see ``celfast``: source length and nesting, a cost budget per evaluation;
+``celstdlib``: the extension functions' sizes).
 """
 
 from __future__ import annotations
@@ -11,9 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import cel
-from cel.stdlib import STDLIB_FUNCTIONS
 
-from stream_engine.core.celfast import CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celfast import (
+    COMPREHENSIONS,
+    CelError,
+    Node,
+    Refused,
+    Unsupported,
+    check_shape,
+    compile_fast,
+)
+from stream_engine.core.celstdlib import FUNCTIONS
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
@@ -32,7 +44,7 @@ KNOWN_FUNCTIONS = frozenset(
         "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
         "hasValue", "of", "ofNonZeroValue", "optMap", "optFlatMap", "or", "orValue", "value",
         "max", "min",
-        *(name.rsplit(".", 1)[-1] for name in STDLIB_FUNCTIONS),
+        *(name.rsplit(".", 1)[-1] for name in FUNCTIONS),
     }
 )  # fmt: skip
 
@@ -62,12 +74,19 @@ class Expression:
 
     Most expressions run on the fast path (``celfast``: closures over the Python values, no
     conversion). The rest go to the ``cel`` package; handing it a value costs about a
-    microsecond per field, so each variable is passed narrowed to the fields the source reads."""
+    microsecond per field, so each variable is passed narrowed to the fields the source reads.
+    Comprehensions (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) run only on the
+    fast path, where they are linear and budgeted (the package's ``map`` and ``filter`` are
+    quadratic): an expression that needs the package for anything else may not use them."""
 
-    __slots__ = ("_fast", "_fields", "_functions", "_program", "source")
+    __slots__ = ("_fast", "_fields", "_functions", "_loops", "_program", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        try:
+            check_shape(source)
+        except Refused as exc:
+            raise ExpressionError(f"invalid CEL expression {_shown(source)}: {exc}") from None
         try:
             self._program = cel.compile(source)
         except (ValueError, RuntimeError, TypeError) as exc:
@@ -85,16 +104,27 @@ class Expression:
                 + ", ".join(f"'{name}'" for name in unknown)
             )
         self._functions = {
-            name: func for name, func in STDLIB_FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
+            name: func for name, func in FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
         }
         self._fields: dict[str, frozenset[str] | None] = {
             name: _selected_fields(source, name) for name in self._program.variables()
         }
+        self._loops = sorted(COMPREHENSIONS & used)
         self._fast: Node | None
         try:
             self._fast = compile_fast(source)
-        except Unsupported:
+        except Unsupported as exc:
             self._fast = None
+            loops = self._loops
+            if loops:
+                raise ExpressionError(
+                    f"invalid CEL expression {source!r}: {', '.join(loops)} can be used only "
+                    f"in expressions of the fast subset, and this one is not ({exc})"
+                ) from None
+        except RecursionError:
+            raise ExpressionError(
+                f"invalid CEL expression {_shown(source)}: nested too deeply"
+            ) from None
 
     def variables(self) -> list[str]:
         """Identifiers the expression references (comprehension variables included)."""
@@ -117,8 +147,27 @@ class Expression:
                 return self._fast(env)
             except CelError as exc:
                 raise ExpressionError(f"{self.source!r}: {exc}") from None
-            except Unsupported:
-                pass  # a value the fast path does not know: let the cel package decide
+            except Unsupported as exc:
+                self._unsupported_value(exc)  # else the cel package decides
+            except (RecursionError, MemoryError) as exc:
+                raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
+        return self._reference(data, results, extra)
+
+    def _unsupported_value(self, exc: Unsupported) -> None:
+        """A value the fast path does not know (a uint, a timestamp...): fine for the cel
+        package, unless the expression has a comprehension, which the package cannot bound."""
+        if self._loops:
+            raise ExpressionError(
+                f"{self.source!r}: a comprehension over a {exc} is not supported"
+            ) from None
+
+    def _reference(
+        self,
+        data: Mapping[str, Any] | None,
+        results: Mapping[str, RuleResult] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> Any:
+        """Evaluate on the ``cel`` package, each variable narrowed to the fields it reads."""
         fields = self._fields
         context: dict[str, Any] = {}
         if extra:
@@ -137,8 +186,10 @@ class Expression:
             raise ExpressionError(
                 f"{self.source!r}: no such key {exc.args[0]!r} (guard it with has())"
             ) from exc
-        except (ValueError, RuntimeError, TypeError, OverflowError) as exc:
+        except (ValueError, RuntimeError, TypeError, OverflowError, IndexError) as exc:
             raise ExpressionError(f"{self.source!r}: {_first_line(exc)}") from exc
+        except (RecursionError, MemoryError) as exc:
+            raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
 
     def evaluate_env(self, env: dict[str, Any]) -> Any:
         """Evaluate with every variable already in ``env`` (``data`` is the record as is);
@@ -148,10 +199,12 @@ class Expression:
                 return self._fast(env)
             except CelError as exc:
                 raise ExpressionError(f"{self.source!r}: {exc}") from None
-            except Unsupported:
-                pass
+            except Unsupported as exc:
+                self._unsupported_value(exc)
+            except (RecursionError, MemoryError) as exc:
+                raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
         extra = {k: v for k, v in env.items() if k != "data"}
-        return self.evaluate(env.get("data"), None, extra)
+        return self._reference(env.get("data"), None, extra)
 
     def is_true(
         self,
@@ -166,6 +219,17 @@ class Expression:
                 f"{self.source!r}: a condition must be true or false, got {type(value).__name__}"
             )
         return value
+
+
+def _shown(source: str) -> str:
+    """The source for a message: its start only, when it is long."""
+    return repr(source if len(source) <= 80 else source[:60] + "...")
+
+
+def _resource(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "a value nested too deeply to evaluate"
+    return "out of memory while evaluating"
 
 
 def _narrow(value: Any, fields: frozenset[str] | None) -> Any:
