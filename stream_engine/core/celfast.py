@@ -9,16 +9,17 @@ overflow, error absorption by ``&&``/``||``...). Anything outside the subset rai
 ``Unsupported`` at compile time (or, for a value it does not know, at evaluation) and the
 caller uses the ``cel`` package; a differential test keeps both in agreement.
 
-Work is bounded: ``check_shape`` refuses sources too long or too deeply nested for either
-parser, and an evaluation that would take more than ``MAX_COST`` steps (comprehension
-iterations, elements compared, bytes concatenated or scanned) stops with a ``CelError``.
+Work is bounded: ``celshape.check_shape`` refuses sources too long or too deeply nested for
+either parser (call it first), and an evaluation that would take more than ``MAX_COST`` steps
+(comprehension iterations, elements compared, bytes concatenated or scanned) stops with a
+``CelError``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -31,13 +32,6 @@ from stream_engine.errors import RegexError
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 UINT_MAX = 2**64 - 1
 
-#: The longest expression source accepted, in characters.
-MAX_SOURCE_LENGTH = 10_000
-#: The deepest bracket nesting accepted: ``(``, ``[`` and ``{`` together.
-MAX_NESTING = 32
-#: The deepest operator nesting accepted (an upper bound on the syntax tree's depth, counted
-#: before parsing): a chain ``a + b + ...`` of N terms counts N, ``&&``/``||`` chains count 1.
-MAX_DEPTH = 100
 #: Steps one evaluation may take: a comprehension costs its body's size for each element, a
 #: container comparison or ``in`` one step per element, a concatenation one per 64 bytes (or
 #: one per element) of its result, string work inside a comprehension one per 64 bytes.
@@ -60,167 +54,12 @@ class CelError(Exception):
     """A CEL evaluation error (no such key, no such overload, overflow...)."""
 
 
-class Refused(Exception):
-    """The source is refused on either path: too long or nested too deeply to parse safely."""
-
-
 class NoSuchKey(CelError):
     """A field or map key that is not there."""
 
     def __init__(self, key: Any) -> None:
         super().__init__(f"no such key {key!r} (guard it with has())")
         self.key = key
-
-
-# -- shape: bounded before either parser sees the source ----------------------------------
-
-_LEX = re.compile(
-    r"""
-    (?P<ws>[\t\n\f\r ]+)
-  | (?P<str>(?:[bB][rR]?|[rR][bB]?)?(?:'''|\"\"\"|'|"))
-  | (?P<num>\.?[0-9][0-9A-Za-z_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
-  | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_STRING_END = {
-    (raw, quote): re.compile(
-        (r"(?:[^\\]|\\.)*?" if not raw else r".*?") + re.escape(quote)
-        if len(quote) == 3
-        else (r"(?:[^\\\n" + quote + r"]|\\.)*" if not raw else r"[^\n" + quote + r"]*")
-        + re.escape(quote),
-        re.DOTALL,
-    )
-    for raw in (False, True)
-    for quote in ("'''", '"""', "'", '"')
-}
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = frozenset(_OPEN.values())
-_BINARY_LEVELS = (
-    frozenset({"==", "!=", "<", "<=", ">", ">=", "in"}),
-    frozenset({"+", "-"}),
-    frozenset({"*", "/", "%"}),
-)
-Item = tuple[str, str] | list[Any]
-
-
-def _lex(source: str) -> list[tuple[str, str]]:
-    """Tokens enough to measure nesting: strings are skipped whole, brackets kept."""
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(source):
-        match = _LEX.match(source, pos)
-        assert match is not None  # the last alternative matches any character
-        kind, text = match.lastgroup or "other", match.group(0)
-        pos = match.end()
-        if kind == "str":
-            raw = "r" in text.lower()
-            quote = text.lstrip("bBrR")
-            end = _STRING_END[raw, quote].match(source, pos)
-            pos = end.end() if end is not None else len(source)
-            tokens.append(("lit", "''"))
-        elif kind == "ident" and text == "in":
-            tokens.append(("op", "in"))
-        elif kind != "ws":
-            tokens.append(("lit" if kind in ("num", "ident", "other") else "op", text))
-    return tokens
-
-
-def _groups(tokens: list[tuple[str, str]]) -> list[Item]:
-    """The tokens with each bracketed group made a nested list: ``[opener, *items]``."""
-    root: list[Item] = []
-    stack: list[list[Item]] = [root]
-    for token in tokens:
-        kind, text = token
-        if kind == "op" and text in _OPEN:
-            group: list[Any] = [text]
-            stack[-1].append(group)
-            stack.append(group)
-            if len(stack) - 1 > MAX_NESTING:
-                raise Refused(f"brackets nested more than {MAX_NESTING} deep")
-        elif kind == "op" and text in _CLOSE and len(stack) > 1:
-            stack.pop()
-        else:
-            stack[-1].append(token)
-    return root
-
-
-def _split(items: Sequence[Item], ops: Iterable[str]) -> tuple[int, list[list[Item]]]:
-    """Split at the binary operators ``ops`` (a ``-`` after an operator is unary)."""
-    wanted = frozenset(ops)
-    parts: list[list[Item]] = [[]]
-    count = 0
-    for item in items:
-        is_op = isinstance(item, tuple) and item[0] == "op" and item[1] in wanted
-        operand_before = bool(parts[-1]) and not (
-            isinstance(parts[-1][-1], tuple) and parts[-1][-1][0] == "op"
-        )
-        if is_op and (operand_before or item[1] not in ("-",)):
-            count += 1
-            parts.append([])
-        else:
-            parts[-1].append(item)
-    return count, parts
-
-
-def _depth(items: Sequence[Item]) -> int:
-    """An upper bound on the syntax-tree depth of ``items`` (one bracket level, groups nested)."""
-    depth = 0
-    for element in _split(items, (",",))[1]:
-        ternaries = sum(1 for item in element if item == ("op", "?"))
-        branches = _split(element, ("?", ":"))[1]
-        best = 0
-        for branch in branches:
-            best = max(best, _logical_depth(branch))
-        depth = max(depth, ternaries + best)
-    return depth
-
-
-def _logical_depth(items: Sequence[Item]) -> int:
-    count, parts = _split(items, ("||", "&&"))
-    inner = 0
-    for part in parts:
-        inner = max(inner, _binary_depth(part, 0))
-    return (2 if count else 0) + inner
-
-
-def _binary_depth(items: Sequence[Item], level: int) -> int:
-    if level == len(_BINARY_LEVELS):
-        return _postfix_depth(items)
-    count, parts = _split(items, _BINARY_LEVELS[level])
-    return count + max(_binary_depth(part, level + 1) for part in parts)
-
-
-def _postfix_depth(items: Sequence[Item]) -> int:
-    """Prefix operators (folded into one node), then a primary and its selections/calls."""
-    ops = 0
-    prefix = False
-    child = 0
-    for item in items:
-        if isinstance(item, list):
-            ops += 1
-            child = max(child, _depth(item[1:]))
-        elif item[0] == "op" and item[1] in ("!", "-"):
-            prefix = True
-        elif item[0] == "op":
-            ops += 1
-    return ops + prefix + child + 1
-
-
-def check_shape(source: str) -> None:
-    """``Refused`` unless ``source`` is short and shallow enough for both parsers (the ``cel``
-    package's Rust parser overflows its stack, killing the process, on a chain of ~20,000
-    ``+``; this module's parser is recursive too)."""
-    if len(source) > MAX_SOURCE_LENGTH:
-        raise Refused(f"expression longer than {MAX_SOURCE_LENGTH:,} characters")
-    depth = _depth(_groups(_lex(source)))
-    if depth > MAX_DEPTH:
-        raise Refused(
-            f"expression nested too deeply (about {depth} levels of operators, at most "
-            f"{MAX_DEPTH}): split it, e.g. into several checks"
-        )
 
 
 # -- tokens for the fast parser ------------------------------------------------------------
@@ -382,12 +221,11 @@ def _kind(value: Any) -> str:
 
 def _num(value: Any) -> Any:
     """Ints beyond 64 bits become doubles, as the ``cel`` package converts them."""
-    if type(value) is int and not INT_MIN <= value <= INT_MAX:
-        if _int_kind(value) == "double":
-            try:
-                return float(value)
-            except OverflowError:
-                raise CelError("conversion error: integer too large for a double") from None
+    if type(value) is int and not INT_MIN <= value <= INT_MAX and _int_kind(value) == "double":
+        try:
+            return float(value)
+        except OverflowError:
+            raise CelError("conversion error: integer too large for a double") from None
     return value
 
 
@@ -427,6 +265,8 @@ def _add(a: Any, b: Any) -> Any:
     if type(a) is float and type(b) is float:
         return a + b
     ka, kb = _kind(a), _kind(b)
+    if ka == "list" and kb == "map":
+        return [*a, *_range("+", b)]  # the cel package appends the map's keys
     if ka != kb:
         raise _overload("+", a, b)
     if ka == "int":
@@ -603,7 +443,7 @@ _FLOAT_TEXT = re.compile(
     r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
     re.IGNORECASE,
 )
-_INT_TEXT = re.compile(r"[+-]?0*([0-9]+)")
+_INT_TEXT = re.compile(r"([+-]?)0*([0-9]+)")
 
 
 def _to_int(value: Any) -> int:
@@ -619,9 +459,10 @@ def _to_int(value: Any) -> int:
         match = _INT_TEXT.fullmatch(value)
         if match is None:
             raise CelError("int() string parse error")
-        if len(match.group(1)) > 19:
+        sign, digits = match.groups()
+        if len(digits) > 19:  # and int() would refuse over 4,300 digits with a ValueError
             raise CelError("int() string parse error: number too large to fit in an int")
-        return _check_int(int(value), "int")
+        return _check_int(int(sign + digits), "int")
     raise _overload("int", value)
 
 
@@ -1038,20 +879,15 @@ def _negate(value: Any) -> Any:
 
 
 def _prefixed(prefixes: list[str], inner: Node) -> Node:
-    """``inner`` under its prefix operators, applied innermost first."""
-    if not prefixes:
+    """``inner`` under a run of ``!`` or of ``-``: as the ``cel`` package parses it, an even run
+    is no operator at all and an odd one a single operator."""
+    if len(set(prefixes)) > 1:
+        raise Unsupported("mixed prefix operators")
+    if len(prefixes) % 2 == 0:
         return inner
-    if prefixes == ["!"]:
+    if prefixes[0] == "!":
         return lambda env: not _bool(inner(env), "!_")
-    ops = tuple(reversed(prefixes))
-
-    def prefixed(env: Env) -> Any:
-        value = inner(env)
-        for op in ops:
-            value = (not _bool(value, "!_")) if op == "!" else _negate(value)
-        return value
-
-    return prefixed
+    return lambda env: _negate(inner(env))
 
 
 def _ternary(cond: Node, yes: Node, no: Node) -> Node:
@@ -1268,5 +1104,5 @@ def _matcher(pattern: Node) -> Callable[[Any], bool]:
 
 def compile_fast(source: str) -> Node:
     """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset. Call
-    ``check_shape`` first: it bounds the recursion this parser needs."""
+    ``celshape.check_shape`` first: it bounds the recursion this parser needs."""
     return _Parser(source).parse()

@@ -18,9 +18,7 @@ from stream_engine.errors import RegexError
 
 def _class_body(ranges: str) -> str:
     """RE2 class content (no brackets) for hex code points and ranges: ``"30-39 660"``."""
-    return "".join(
-        "-".join(f"\\x{{{end}}}" for end in item.split("-")) for item in ranges.split()
-    )
+    return "".join("-".join(f"\\x{{{end}}}" for end in item.split("-")) for item in ranges.split())
 
 
 _CLASSES = {
@@ -83,7 +81,10 @@ def _char_class(pattern: str, pos: int) -> tuple[str, int]:
         if char == "\\":
             start = pos
             text, pos = _escape(pattern, pos, in_class=True)
-            if pattern[start + 1] in _CLASSES and "-" in (pattern[start - 1], pattern[pos : pos + 1]):
+            if pattern[start + 1] in _CLASSES and "-" in (
+                pattern[start - 1],
+                pattern[pos : pos + 1],
+            ):
                 raise _refuse(pattern, "range with a class escape")
             out.append(text)
         elif char == "[":

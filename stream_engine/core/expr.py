@@ -16,15 +16,8 @@ from typing import Any
 
 import cel
 
-from stream_engine.core.celfast import (
-    COMPREHENSIONS,
-    CelError,
-    Node,
-    Refused,
-    Unsupported,
-    check_shape,
-    compile_fast,
-)
+from stream_engine.core.celfast import COMPREHENSIONS, CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celshape import Refused, check_shape
 from stream_engine.core.celstdlib import FUNCTIONS
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
