@@ -20,6 +20,8 @@ MAX_NESTING = 32
 #: The deepest operator nesting accepted (an upper bound on the syntax tree's depth, counted
 #: before parsing): a chain ``a + b + ...`` of N terms counts N, ``&&``/``||`` chains count 1.
 MAX_DEPTH = 100
+#: The macros that loop over a list or map.
+COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 
 
 class Refused(Exception):
@@ -173,3 +175,23 @@ def check_shape(source: str) -> None:
             f"expression nested too deeply (about {depth} levels of operators, at most "
             f"{MAX_DEPTH}): split it, e.g. into several checks"
         )
+
+
+def calls(source: str) -> list[tuple[str, bool]]:
+    """Each call in ``source``: the name called and whether as a method (``x.name(...)``)."""
+    tokens = _lex(source)
+    return [
+        (name, before == ("op", "."))
+        for before, (kind, name), paren in zip([("", ""), *tokens], tokens, tokens[1:], strict=False)
+        if paren == ("op", "(") and kind == "lit" and name.isidentifier()
+    ]
+
+
+def comprehensions(source: str) -> list[str]:
+    """The comprehension macros ``source`` calls (``range.all(x, p)``...), sorted."""
+    return sorted({name for name, method in calls(source) if method and name in COMPREHENSIONS})
+
+
+def token_count(source: str) -> int:
+    """How many tokens ``source`` has (a string literal is one)."""
+    return len(_lex(source))

@@ -3,8 +3,9 @@
 ``cel.stdlib`` implements cel-go's extension functions in Python. Most are linear in their
 arguments; these are not, and are replaced by versions with the same results:
 
-* ``lists.range(n)`` allocates ``n`` items (``lists.range(100000000)``: 2.6 GB): refused past
-  ``MAX_LIST_ITEMS``; ``replace`` and ``join`` can build a string far longer than their
+* ``lists.range(n)`` allocates ``n`` items (``lists.range(100000000)``: 2.6 GB) and ``split``
+  one per character at most (``s.split('')``): refused past ``MAX_LIST_ITEMS``, the most a
+  record's list may hold; ``replace`` and ``join`` can build a string far longer than their
   arguments (``s.replace('', s)``): refused past ``MAX_STRING_LENGTH``.
 * ``distinct`` and ``sets.contains``/``equivalent``/``intersects`` compare every pair
   (quadratic): done with a hash set instead, comparing pairs only among lists and maps.
@@ -49,6 +50,17 @@ def lists_range(n: int) -> list[int]:
     if isinstance(n, int) and n > MAX_LIST_ITEMS:
         raise ValueError(f"lists.range: more than {MAX_LIST_ITEMS:,} items")
     return list(range(n))
+
+
+def split(s: str, sep: str, limit: int | None = None) -> list[str]:
+    """``s`` split at ``sep`` (into at most ``limit`` pieces), at most ``MAX_LIST_ITEMS``."""
+    if isinstance(s, str) and isinstance(sep, str):
+        pieces = len(s) + 1 if sep == "" else s.count(sep) + 1
+        if isinstance(limit, int) and limit >= 0:
+            pieces = min(pieces, limit)
+        if pieces > MAX_LIST_ITEMS:
+            raise ValueError(f"split: more than {MAX_LIST_ITEMS:,} pieces")
+    return list(STDLIB_FUNCTIONS["split"](s, sep, limit))
 
 
 def _check_length(name: str, length: int) -> None:
@@ -162,6 +174,7 @@ def bool_(value: Any) -> bool:
 
 _GUARDED: dict[str, Callable[..., Any]] = {
     "lists.range": lists_range,
+    "split": split,
     "replace": replace,
     "join": join,
     "distinct": distinct,

@@ -16,13 +16,15 @@ from typing import Any
 
 import cel
 
-from stream_engine.core.celfast import COMPREHENSIONS, CelError, Node, Unsupported, compile_fast
-from stream_engine.core.celshape import Refused, check_shape
-from stream_engine.core.celstdlib import FUNCTIONS
+from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celshape import Refused, calls, check_shape, comprehensions, token_count
+from stream_engine.core.celstdlib import FUNCTIONS, MAX_LIST_ITEMS
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+#: Extension functions that make lists of up to ``MAX_LIST_ITEMS`` from a number or a string.
+_PRODUCERS = frozenset({"range", "split"})
 
 #: Every function an expression may call: CEL's standard definitions (macros, conversions,
 #: strings, timestamps, optionals) and the extension functions wired in from ``cel.stdlib``.
@@ -72,7 +74,7 @@ class Expression:
     fast path, where they are linear and budgeted (the package's ``map`` and ``filter`` are
     quadratic): an expression that needs the package for anything else may not use them."""
 
-    __slots__ = ("_fast", "_fields", "_functions", "_loops", "_program", "source")
+    __slots__ = ("_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -102,7 +104,9 @@ class Expression:
         self._fields: dict[str, frozenset[str] | None] = {
             name: _selected_fields(source, name) for name in self._program.variables()
         }
-        self._loops = sorted(COMPREHENSIONS & used)
+        self._loops = comprehensions(source)
+        produced = sum(MAX_LIST_ITEMS for name, _ in calls(source) if name in _PRODUCERS)
+        self._allowance = MAX_COST // token_count(source) - produced
         self._fast: Node | None
         try:
             self._fast = compile_fast(source)
@@ -171,6 +175,11 @@ class Expression:
             context["data"] = _narrow(data, fields["data"])
         if results is not None and "results" in fields:
             context["results"] = _results(results, fields["results"])
+        if _weight(context.values(), self._allowance) > self._allowance:
+            raise ExpressionError(
+                f"{self.source!r}: evaluation cost limit exceeded (more than {MAX_COST:,} "
+                "steps, estimated as the size of the values it reads times its length)"
+            )
         try:
             if self._functions:
                 return self._program.execute(cel.Context(context, self._functions))
@@ -212,6 +221,31 @@ class Expression:
                 f"{self.source!r}: a condition must be true or false, got {type(value).__name__}"
             )
         return value
+
+
+def _weight(values: Any, limit: int) -> int:
+    """The size of ``values`` - one per list or map element, one per 64 characters of a
+    string - counted until it passes ``limit``: what the cel package's work on them grows
+    with, each of an expression's nodes possibly visiting all of it."""
+    total = 0
+    stack = [iter(values)]
+    while stack and total <= limit:
+        for value in stack[-1]:
+            if isinstance(value, str):
+                total += 1 + (len(value) >> 6)
+            elif isinstance(value, dict):
+                total += 1 + len(value)
+                stack.append(iter(value.values()))
+                break
+            elif isinstance(value, list | tuple):
+                total += 1 + len(value)
+                stack.append(iter(value))
+                break
+            else:
+                total += 1
+        else:
+            stack.pop()
+    return total
 
 
 def _shown(source: str) -> str:
