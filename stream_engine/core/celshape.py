@@ -180,9 +180,10 @@ def check_shape(source: str) -> None:
 def calls(source: str) -> list[tuple[str, bool]]:
     """Each call in ``source``: the name called and whether as a method (``x.name(...)``)."""
     tokens = _lex(source)
+    previous = [("", ""), *tokens]
     return [
         (name, before == ("op", "."))
-        for before, (kind, name), paren in zip([("", ""), *tokens], tokens, tokens[1:], strict=False)
+        for before, (kind, name), paren in zip(previous, tokens, tokens[1:], strict=False)
         if paren == ("op", "(") and kind == "lit" and name.isidentifier()
     ]
 
