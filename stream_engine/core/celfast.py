@@ -27,6 +27,7 @@ import cel
 
 from stream_engine.core.celregex import translate_pattern
 from stream_engine.core.celshape import COMPREHENSIONS
+from stream_engine.core.celstdlib import FUNCTIONS as EXTENSIONS
 from stream_engine.core.regex import Regex
 from stream_engine.errors import RegexError
 
@@ -533,6 +534,55 @@ _METHODS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+#: Extension functions whose results the fast path does not represent (optionals, bytes).
+_NOT_FAST = frozenset({"first", "last", "base64.decode"})
+_NAMESPACES = frozenset(name.split(".", 1)[0] for name in EXTENSIONS if "." in name)
+#: What a Python function raising on its arguments raises.
+_CALL_ERRORS = (
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    ZeroDivisionError,
+)
+
+
+def _weight(value: Any) -> int:
+    """Steps for handing ``value`` to or from a function: its size, shallowly."""
+    if type(value) is str:
+        return _text_units(value)
+    if type(value) is list or type(value) is dict or type(value) is tuple:
+        return 1 + len(value)
+    return 1
+
+
+def _result(name: str, value: Any) -> Any:
+    """A function's result as the ``cel`` package would see it, or ``Unsupported``."""
+    if type(value) is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise Unsupported(f"{name}() result beyond int64")
+        return value
+    if type(value) in _KINDS:
+        return value
+    raise Unsupported(f"{name}() result of type {type(value).__name__}")
+
+
+def _extension(name: str, function: Callable[..., Any], args: list[Node]) -> Node:
+    def extension(env: Env) -> Any:
+        values = [arg(env) for arg in args]
+        _charge(env, sum(_weight(value) for value in values))
+        try:
+            result = function(*values)
+        except _CALL_ERRORS as exc:
+            raise CelError(f"function '{name}' failed: {type(exc).__name__}: {exc}") from None
+        _charge(env, _weight(result))
+        return _result(name, result)
+
+    return extension
+
+
 # -- parser: tokens to closures ------------------------------------------------------------
 
 
@@ -714,6 +764,8 @@ class _Parser:
     def method(self, target: Node, name: str, args: list[Node]) -> Node:
         if name == "size" and not args:
             return self.text_work(lambda value: _size(value), target)
+        if name == "contains" and len(args) == 1:
+            return self.extension(name, [target, *args])  # strings built in, lists and maps not
         if name in _METHODS and len(args) == 1:
             function = _METHODS[name]
             arg = args[0]
@@ -730,7 +782,25 @@ class _Parser:
             return lambda env: function(target(env), arg(env))
         if name == "matches" and len(args) == 1:
             return self.text_work(_matcher(args[0]), target)
+        if name in EXTENSIONS and name not in _NOT_FAST:
+            return self.extension(name, [target, *args])
         raise Unsupported(f"method {name}")
+
+    def extension(self, name: str, args: list[Node]) -> Node:
+        """A call of one of ``celstdlib``'s functions, on the values as they are."""
+        self.costly = True
+        return _extension(name, EXTENSIONS[name], args)
+
+    def qualified(self, namespace: str) -> str | None:
+        """``math.abs(``...: the extension function a namespace and a call name (else None)."""
+        tokens = self.tokens[self.pos : self.pos + 3]
+        if len(tokens) < 3 or tokens[0] != ("op", ".") or tokens[2] != ("op", "("):
+            return None
+        name = f"{namespace}.{tokens[1][1]}"
+        if name not in EXTENSIONS or name in _NOT_FAST:
+            return None
+        self.pos += 3
+        return name
 
     def text_work(self, function: Callable[[Any], Any], arg: Node) -> Node:
         """``function(arg)``, charged by the length of a string argument inside a loop."""
@@ -755,6 +825,9 @@ class _Parser:
         if kind == "ident":
             if self.accept("("):
                 return self.call(value)
+            qualified = self.qualified(value) if value in _NAMESPACES else None
+            if qualified is not None:
+                return self.extension(qualified, self.arguments())
             return _variable(value)
         if (kind, value) == ("op", "("):
             node = self.conditional()
@@ -794,10 +867,12 @@ class _Parser:
         args = self.arguments()
         if name in _FUNCTIONS and len(args) == 1:
             function = _FUNCTIONS[name]
-            if name in ("size", "double"):
+            if name in ("size", "double", "int"):
                 return self.text_work(function, args[0])
             arg = args[0]
             return lambda env: function(arg(env))
+        if name in EXTENSIONS and name not in _NOT_FAST:
+            return self.extension(name, args)
         raise Unsupported(f"function {name}")
 
     def has(self) -> Node:
@@ -852,15 +927,27 @@ def _number_constant(node: Node) -> bool:
 def _variable(name: str) -> Node:
     def variable(env: Env) -> Any:
         try:
-            return _num(env[name])
+            value = env[name]
         except KeyError:
             raise CelError(f"undefined variable: {name}") from None
+        return _num(value) if type(value) is int else value
 
     return variable
 
 
 def _selector(node: Node, field: str) -> Node:
-    return lambda env: _num(_select(node(env), field))
+    def selector(env: Env) -> Any:
+        holder = node(env)
+        if type(holder) is dict:
+            try:
+                value = holder[field]
+            except KeyError:
+                raise NoSuchKey(field) from None
+        else:
+            value = _select(holder, field)
+        return _num(value) if type(value) is int else value
+
+    return selector
 
 
 def _indexer(node: Node, key: Node) -> Node:
@@ -928,10 +1015,8 @@ def _container_equality(op: str, left: Node, right: Node) -> Node:
 
 
 def _relation(op: str, left: Node, right: Node) -> Node:
-    if op == "==":
-        return lambda env: _equal(left(env), right(env))
-    if op == "!=":
-        return lambda env: not _equal(left(env), right(env))
+    if op in ("==", "!="):
+        return _scalar_equality(op == "==", left, right)
     if op == "in":
         frozen = getattr(right, "constant_list", None)
         if frozen is not None and frozen and all(type(v) is str for v in frozen):
@@ -948,7 +1033,45 @@ def _relation(op: str, left: Node, right: Node) -> Node:
         if frozen is not None:
             return lambda env: _in(left(env), frozen)
         return lambda env: _in(left(env), right(env), env[_COST])
-    return lambda env: _order(op, left(env), right(env))
+    return _ordering(op, left, right)
+
+
+#: Types compared by Python exactly as CEL compares them (node results: ints within int64).
+_SAME = frozenset({str, int, float, bool, type(None)})
+_ORDERS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _scalar_equality(equal: bool, left: Node, right: Node) -> Node:
+    """``==`` or ``!=``: values of one plain type compare directly (the common case)."""
+
+    def equality(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _SAME:
+            return (a == b) is equal
+        return _equal(a, b) is equal
+
+    return equality
+
+
+def _ordering(op: str, left: Node, right: Node) -> Node:
+    """``<``, ``<=``, ``>``, ``>=``: two ints, doubles or strings compare directly."""
+    compare = _ORDERS[op]
+
+    def ordering(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _ORDERED:
+            return bool(compare(a, b))
+        return _order(op, a, b)
+
+    return ordering
+
+
+_ORDERED = frozenset({str, int, float})
 
 
 def _logic(operands: list[Node], short: bool) -> Node:

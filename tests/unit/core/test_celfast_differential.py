@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from stream_engine.core import celregex_tables
 from stream_engine.core.celfast import INT_MAX, INT_MIN, CelError, Unsupported, compile_fast
 from stream_engine.core.celshape import check_shape
+from stream_engine.core.celstdlib import FUNCTIONS
 
 SETTINGS = settings(
     max_examples=600,
@@ -110,6 +111,7 @@ atoms = st.one_of(
     st.floats(min_value=-100, max_value=100, allow_nan=False).map(literal),
     TEXT.map(literal),
     st.sampled_from(["true", "false", "null", "[1, 2, 'a']", "['a', 'b']", "[]", "[1.5, 2]"]),
+    st.sampled_from(["[[1, 2], [3]]", "['b', 'a', 'b']", "[1, 1.0, true]", "','", "''"]),
     st.sampled_from(["has(x.i)", "has(x.missing)", "has(x.m.a)", "has(x.v.a)"]),
 )
 
@@ -124,8 +126,46 @@ MACROS = [
 ]
 
 
+#: Extension functions called as methods, with how many arguments besides the target.
+EXTENSION_METHODS = [
+    *[(name, 0) for name in ["lowerAscii", "upperAscii", "trim", "reverse", "join", "distinct"]],
+    *[(name, 0) for name in ["flatten", "sort"]],
+    *[(name, 1) for name in ["charAt", "indexOf", "lastIndexOf", "substring", "split", "join"]],
+    *[(name, 1) for name in ["contains", "flatten"]],
+    *[(name, 2) for name in ["indexOf", "lastIndexOf", "substring", "replace", "split", "slice"]],
+    ("replace", 3),
+]
+#: Extension functions called as functions, with their argument counts.
+EXTENSION_FUNCTIONS = [
+    *[(name, 1) for name in ["bool", "min", "max", "sum", "lists.range", "strings.quote"]],
+    *[(name, 2) for name in ["min", "max", "sum"]],
+    *[
+        (f"math.{name}", 1)
+        for name in ["abs", "sign", "ceil", "floor", "round", "trunc", "isNaN", "isInf"]
+    ],
+    *[(f"math.{name}", 1) for name in ["isFinite", "sqrt", "greatest", "least", "bitNot"]],
+    *[(f"math.{name}", 2) for name in ["greatest", "least", "bitAnd", "bitOr", "bitXor"]],
+    *[(f"math.{name}", 2) for name in ["bitShiftLeft", "bitShiftRight"]],
+    *[(f"sets.{name}", 2) for name in ["contains", "equivalent", "intersects"]],
+    ("base64.encode", 1),
+]
+
+
+def calls(children, table, method):
+    def build(entry):
+        name, arity = entry
+        args = st.lists(children, min_size=arity + method, max_size=arity + method)
+        if method:
+            return args.map(lambda a: f"({a[0]}).{name}({', '.join(a[1:])})")
+        return args.map(lambda a: f"{name}({', '.join(a)})")
+
+    return st.sampled_from(table).flatmap(build)
+
+
 def combine(children):
     return st.one_of(
+        calls(children, EXTENSION_METHODS, method=True),
+        calls(children, EXTENSION_FUNCTIONS, method=False),
         st.tuples(children, st.sampled_from(BINARY), children).map(
             lambda t: f"({t[0]} {t[1]} {t[2]})"
         ),
@@ -183,7 +223,10 @@ def agree(source: str, record: dict) -> None:
         return
     env = {"x": record}
     try:
-        expected = cel.compile(source).execute(env)
+        program = cel.compile(source)
+        used = set(program.functions())
+        functions = {n: f for n, f in FUNCTIONS.items() if n.rsplit(".", 1)[-1] in used}
+        expected = program.execute(cel.Context(env, functions) if functions else env)
     except Exception:  # noqa: BLE001 - any error of the reference is an error
         try:
             got = fast(env)
@@ -230,6 +273,14 @@ def agree(source: str, record: dict) -> None:
 @example(source="x.l.map(v, v, v)", record={**EMPTY, "l": [1]})
 @example(source="x.v.filter(v, v)", record={**EMPTY, "v": [True, 2**64 - 1]})
 @example(source="x.l + x.m", record={**EMPTY, "l": [1], "m": {"a": 1}})
+@example(source="x.s.lowerAscii() + x.s.upperAscii()", record={**EMPTY, "s": "aZé"})
+@example(source="'a, b'.split(',').map(v, v.trim()).join('|')", record=EMPTY)
+@example(source="math.abs(x.i)", record={**EMPTY, "i": INT_MIN})
+@example(source="sum([x.i, 1])", record={**EMPTY, "i": INT_MAX})
+@example(source="bool(x.s)", record={**EMPTY, "s": "maybe"})
+@example(source="x.l.contains(1) || x.m.contains('a')", record={**EMPTY, "l": [1]})
+@example(source="[3, 1, 2].sort() + x.l.distinct() + [x.s.reverse()]", record={**EMPTY, "s": "ab"})
+@example(source="lists.range(3).map(v, math.greatest(v, 1))", record=EMPTY)
 def test_fast_path_agrees_with_the_cel_package(source, record):
     agree(source, record)
 

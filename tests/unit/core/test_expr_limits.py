@@ -87,6 +87,7 @@ def test_matches_reads_dollar_as_the_end_of_the_text_as_the_cel_package_does():
         "data.l.all(x, data.l.exists(y, y == x))",
         "data.l.all(x, x in data.l)",
         "data.l.map(x, data.s + data.s).size() > 0",
+        "data.l.map(x, data.s.lowerAscii()).size() > 0",
         " && ".join(["data.l == data.l"] * 400),
     ],
 )
@@ -138,6 +139,11 @@ def test_quadratic_extension_functions_run_in_linear_time_with_the_same_results(
     assert FUNCTIONS["sets.contains"](BIG_LIST, BIG_LIST[::-1]) is True
     assert FUNCTIONS["sets.intersects"]([True], [1]) is True
     assert FUNCTIONS["sets.equivalent"]([[1], 2], [2, [1]]) is True
+
+
+def test_a_comprehension_may_call_extension_functions_on_the_fast_path():
+    expr = Expression("data.tags.exists(t, t.lowerAscii() == 'vip') && math.abs(data.n) > 1")
+    assert expr.is_true({"tags": ["new", "VIP"], "n": -2}) is True
 
 
 def test_a_comprehension_cannot_run_on_the_cel_package():
