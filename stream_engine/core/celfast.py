@@ -459,7 +459,7 @@ def _to_int(value: Any) -> int:
         return int(value)
     if kind == "double":
         value = _num(value)
-        if math.isnan(value) or not INT_MIN <= value < 2.0**63:
+        if math.isnan(value) or not -(2.0**63) < value < 2.0**63:  # -2^63 too, as the package
             raise CelError("int() overflow")
         return int(value)
     if kind == "string":

@@ -253,6 +253,7 @@ def agree(source: str, record: dict) -> None:
 @example(source="-(x.i)", record={**EMPTY, "i": INT_MIN})
 @example(source="x.i % -1", record={**EMPTY, "i": INT_MIN})
 @example(source="x.i / -1", record={**EMPTY, "i": INT_MIN})
+@example(source="int(double(x.i))", record={**EMPTY, "i": INT_MIN})
 @example(source="int(x.s)", record={**EMPTY, "s": "\u0661\u0662"})
 @example(source="double(x.s)", record={**EMPTY, "s": "\u0661"})
 @example(source="string(x.i)", record={**EMPTY, "i": 2**64 - 1})
