@@ -2,8 +2,9 @@
 
 The ``cel`` package (Rust) converts every value it is handed into CEL values on each call,
 which costs more than evaluating a small expression. Rule conditions are mostly small:
-field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, a few functions and
-the comprehension macros. This module compiles that subset into closures over the original
+field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, the conversions, the
+string functions, ``matches()`` (on RE2), the comprehension macros and the extension
+functions of ``celstdlib``. This module compiles that subset into closures over the original
 Python values, with the ``cel`` package's semantics (no implicit numeric coercion, int64
 overflow, error absorption by ``&&``/``||``...). Anything outside the subset raises
 ``Unsupported`` at compile time (or, for a value it does not know, at evaluation) and the
@@ -149,6 +150,8 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
         elif kind in ("int", "intu"):
             if match.group("intu"):
                 raise Unsupported("uint")
+            if len(match.group("int")) > 20:  # beyond int64 anyway; int() refuses 4,300 digits
+                raise Unsupported("int literal out of range")
             out.append(("int", int(match.group("int"))))
         elif kind in ("str", "raw"):
             quoted = match.group("str")
@@ -1009,9 +1012,16 @@ def _concatenation(left: Node, right: Node) -> Node:
 
 
 def _container_equality(op: str, left: Node, right: Node) -> Node:
-    if op == "==":
-        return lambda env: _equal(left(env), right(env), env[_COST])
-    return lambda env: not _equal(left(env), right(env), env[_COST])
+    """``==`` or ``!=`` between values that may be lists or maps: their elements are charged."""
+    equal = op == "=="
+
+    def equality(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _SAME:
+            return (a == b) is equal
+        return _equal(a, b, env[_COST]) is equal
+
+    return equality
 
 
 def _relation(op: str, left: Node, right: Node) -> Node:
