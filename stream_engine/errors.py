@@ -37,6 +37,11 @@ class ExpressionError(StreamEngineError):
     """A CEL expression failed to compile or to evaluate."""
 
 
+class RegexError(StreamEngineError, ValueError):
+    """A regular expression that RE2 refuses (bad syntax, lookarounds, backreferences...);
+    a ``ValueError`` too, so a params validator reports it at the param's location."""
+
+
 class RuleEvaluationError(StreamEngineError):
     """A rule could not reach a verdict; ``kind`` names the dead-letter reason."""
 

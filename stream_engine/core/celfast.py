@@ -2,11 +2,18 @@
 
 The ``cel`` package (Rust) converts every value it is handed into CEL values on each call,
 which costs more than evaluating a small expression. Rule conditions are mostly small:
-field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, a few functions. This
-module compiles that subset into closures over the original Python values, with the ``cel``
-package's semantics (no implicit numeric coercion, int64 overflow, error absorption by
-``&&``/``||``...). Anything outside the subset raises ``Unsupported`` at compile time and the
+field access, comparisons, boolean logic, arithmetic, ``in``, ``has()``, the conversions, the
+string functions, ``matches()`` (on RE2), the comprehension macros and the extension
+functions of ``celstdlib``. This module compiles that subset into closures over the original
+Python values, with the ``cel`` package's semantics (no implicit numeric coercion, int64
+overflow, error absorption by ``&&``/``||``...). Anything outside the subset raises
+``Unsupported`` at compile time (or, for a value it does not know, at evaluation) and the
 caller uses the ``cel`` package; a differential test keeps both in agreement.
+
+Work is bounded: ``celshape.check_shape`` refuses sources too long or too deeply nested for
+either parser (call it first), and an evaluation that would take more than ``MAX_COST`` steps
+(comprehension iterations, elements compared, bytes concatenated or scanned) stops with a
+``CelError``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,28 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import cel
+
+from stream_engine.core.celregex import translate_pattern
+from stream_engine.core.celshape import COMPREHENSIONS
+from stream_engine.core.celstdlib import FUNCTIONS as EXTENSIONS
+from stream_engine.core.regex import Regex
+from stream_engine.errors import RegexError
+
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+UINT_MAX = 2**64 - 1
+
+#: Steps one evaluation may take (about 0.25 s of work): a comprehension costs its body's size
+#: in tokens for each element, comparing or searching a list or map four steps per element, a
+#: concatenation one per 64 bytes (or per element) of its result, string work inside a
+#: comprehension one per 64 bytes.
+MAX_COST = 1_000_000
 
 Env = dict[str, Any]
 Node = Callable[[Env], Any]
+
+#: Where an evaluation keeps its remaining budget (not an identifier: CEL cannot name it).
+_COST = " cost"
 
 
 class Unsupported(Exception):
@@ -39,12 +64,14 @@ class NoSuchKey(CelError):
         self.key = key
 
 
+# -- tokens for the fast parser ------------------------------------------------------------
+
 _TOKEN = re.compile(
     r"""
-    (?P<ws>\s+)
-  | (?P<double>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
+    (?P<ws>[\t\n\f\r ]+)
+  | (?P<double>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
   | (?P<hex>0[xX][0-9a-fA-F]+)(?P<hexu>[uU])?
-  | (?P<int>\d+)(?P<intu>[uU])?
+  | (?P<int>[0-9]+)(?P<intu>[uU])?
   | (?P<raw>[rR])?(?P<str>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\|\||&&|==|!=|<=|>=|[<>+\-*/%!?:.,()\[\]{}])
@@ -91,7 +118,10 @@ def _unescape(body: str) -> str:
     def one(match: re.Match[str]) -> str:
         code = match.group(1)
         if code[0] in "uUx" and len(code) > 1:
-            return chr(int(code[1:], 16))
+            point = int(code[1:], 16)
+            if 0xD800 <= point <= 0xDFFF or point > 0x10FFFF:
+                raise Unsupported(f"escape \\{code}")
+            return chr(point)
         if code in _ESCAPES:
             return _ESCAPES[code]
         raise Unsupported(f"escape \\{code}")
@@ -120,6 +150,8 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
         elif kind in ("int", "intu"):
             if match.group("intu"):
                 raise Unsupported("uint")
+            if len(match.group("int")) > 20:  # beyond int64 anyway; int() refuses 4,300 digits
+                raise Unsupported("int literal out of range")
             out.append(("int", int(match.group("int"))))
         elif kind in ("str", "raw"):
             quoted = match.group("str")
@@ -158,18 +190,28 @@ _KINDS: dict[type, str] = {
 }
 
 
+def _int_kind(value: int) -> str:
+    """Ints within int64 are ints; the ``cel`` package makes a uint of one up to 2^64 - 1
+    (left to it) and a double of one beyond."""
+    if INT_MIN <= value <= INT_MAX:
+        return "int"
+    if INT_MAX < value <= UINT_MAX:
+        raise Unsupported("uint value")
+    return "double"
+
+
 def _kind(value: Any) -> str:
     """The CEL type name of a Python value (as the ``cel`` package maps them)."""
     cls = type(value)
     if cls is int:
-        return "int" if INT_MIN <= value <= INT_MAX else "double"
+        return _int_kind(value)
     kind = _KINDS.get(cls)
     if kind is not None:
         return kind
     if value is True or value is False:
         return "bool"
     if isinstance(value, int):
-        return "int" if INT_MIN <= value <= INT_MAX else "double"
+        return _int_kind(int(value))
     if isinstance(value, float):
         return "double"
     if isinstance(value, str):
@@ -182,9 +224,12 @@ def _kind(value: Any) -> str:
 
 
 def _num(value: Any) -> Any:
-    """Ints beyond int64 become doubles, as the ``cel`` package converts them."""
-    if type(value) is int and not INT_MIN <= value <= INT_MAX:
-        return float(value)
+    """Ints beyond 64 bits become doubles, as the ``cel`` package converts them."""
+    if type(value) is int and not INT_MIN <= value <= INT_MAX and _int_kind(value) == "double":
+        try:
+            return float(value)
+        except OverflowError:
+            raise CelError("conversion error: integer too large for a double") from None
     return value
 
 
@@ -199,12 +244,33 @@ def _check_int(value: int, op: str) -> int:
     return value
 
 
+def _cost_exceeded() -> CelError:
+    return CelError(
+        f"evaluation cost limit exceeded (more than {MAX_COST:,} steps): the expression does "
+        "too much work for one record (a comprehension over large lists, nested "
+        "comprehensions, or values that grow)"
+    )
+
+
+def _charge(env: Env, units: int) -> None:
+    budget: list[int] = env[_COST]
+    budget[0] -= units
+    if budget[0] < 0:
+        raise _cost_exceeded()
+
+
+def _text_units(text: str) -> int:
+    return 1 + (len(text) >> 6)
+
+
 def _add(a: Any, b: Any) -> Any:
     if type(a) is str and type(b) is str:
         return a + b
     if type(a) is float and type(b) is float:
         return a + b
     ka, kb = _kind(a), _kind(b)
+    if ka == "list" and kb == "map":
+        return [*a, *_range("+", b)]  # the cel package appends the map's keys
     if ka != kb:
         raise _overload("+", a, b)
     if ka == "int":
@@ -254,11 +320,17 @@ def _mod(a: Any, b: Any) -> Any:
         raise _overload("%", a, b)
     if b == 0:
         raise CelError("modulo by zero")
+    if a == INT_MIN and b == -1:
+        raise CelError("arithmetic overflow in 'rem'")
     remainder = abs(a) % abs(b)
     return remainder if a >= 0 else -remainder
 
 
-def _equal(a: Any, b: Any) -> bool:
+_PLAIN = (str, bool, type(None))
+
+
+def _equal(a: Any, b: Any, budget: list[int] | None = None) -> bool:
+    """CEL equality; ``budget`` (when given) is charged one step per container element."""
     if type(a) is type(b) and type(a) in _PLAIN:
         return bool(a == b)
     ka, kb = _kind(a), _kind(b)
@@ -267,13 +339,44 @@ def _equal(a: Any, b: Any) -> bool:
     if ka != kb:
         return False
     if ka == "list":
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        if len(a) != len(b):
+            return False
+        _spend(budget, len(a))
+        return all(_equal(x, y, budget) for x, y in zip(a, b, strict=True))
     if ka == "map":
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+        if len(a) != len(b):
+            return False
+        _spend(budget, 2 * len(a))  # a lookup as well as a comparison per entry
+        return all(_has_key(b, k) and _equal(v, _lookup(b, k), budget) for k, v in a.items())
     return bool(a == b)
 
 
-_PLAIN = (str, bool, type(None))
+#: Steps for comparing one element of a list or map in Python (measured: about four times a
+#: comprehension step).
+_ELEMENT = 4
+
+
+def _spend(budget: list[int] | None, elements: int) -> None:
+    """Charge ``budget`` (when there is one) for visiting ``elements`` elements."""
+    if budget is not None:
+        budget[0] -= elements * _ELEMENT
+        if budget[0] < 0:
+            raise _cost_exceeded()
+
+
+def _has_key(mapping: dict[Any, Any], key: Any) -> bool:
+    if type(key) is str:
+        return key in mapping
+    return any(type(k) is type(key) and k == key for k in mapping)
+
+
+def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
+    if type(key) is str:
+        return mapping[key]
+    for candidate, value in mapping.items():
+        if type(candidate) is type(key) and candidate == key:
+            return value
+    raise KeyError(key)
 
 
 def _order(op: str, a: Any, b: Any) -> bool:
@@ -281,10 +384,9 @@ def _order(op: str, a: Any, b: Any) -> bool:
     numeric = ka in ("int", "double") and kb in ("int", "double")
     if not numeric and (ka != kb or ka not in ("string", "bool")):
         raise _overload(op, a, b)
-    if ka == "string":
-        a, b = a.encode(), b.encode()
-    else:
+    if numeric:
         a, b = _num(a), _num(b)
+    # strings: code-point order is UTF-8 byte order, which CEL compares
     if op == "<":
         return bool(a < b)
     if op == "<=":
@@ -294,13 +396,23 @@ def _order(op: str, a: Any, b: Any) -> bool:
     return bool(a >= b)
 
 
-def _in(item: Any, container: Any) -> bool:
+def _map_key_kind(key: Any, op: str, container: Any) -> None:
+    """A map is searched only with an int, bool or string key, as the ``cel`` package does."""
+    if _kind(key) not in ("int", "bool", "string"):
+        raise _overload(op, key, container)
+
+
+def _in(item: Any, container: Any, budget: list[int] | None = None) -> bool:
     kind = _kind(container)
     if kind == "list":
-        return any(_equal(item, element) for element in container)
+        _spend(budget, len(container))
+        return any(_equal(item, element, budget) for element in container)
     if kind == "map":
-        _kind(item)
-        return any(_equal(item, key) for key in container)
+        _map_key_kind(item, "in", container)
+        if type(item) is str:
+            return item in container
+        _spend(budget, len(container))
+        return _has_key(container, item)
     raise _overload("in", item, container)
 
 
@@ -312,7 +424,7 @@ def _select(value: Any, field: str) -> Any:
     return value[field]
 
 
-def _index(value: Any, key: Any) -> Any:
+def _index(value: Any, key: Any, budget: list[int] | None) -> Any:
     kind = _kind(value)
     if kind == "list":
         if _kind(key) != "int":
@@ -321,10 +433,13 @@ def _index(value: Any, key: Any) -> Any:
             raise CelError(f"index out of bounds: {key}")
         return value[key]
     if kind == "map":
-        for candidate in value:
-            if _equal(candidate, key):
-                return value[candidate]
-        raise NoSuchKey(key)
+        _map_key_kind(key, "[]", value)
+        if type(key) is not str:
+            _spend(budget, len(value))
+        try:
+            return _lookup(value, key)
+        except KeyError:
+            raise NoSuchKey(key) from None
     raise _overload("[]", value, key)
 
 
@@ -335,9 +450,10 @@ def _bool(value: Any, op: str) -> bool:
 
 
 _FLOAT_TEXT = re.compile(
-    r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE
+    r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+    re.IGNORECASE,
 )
-_INT_TEXT = re.compile(r"[+-]?\d+")
+_INT_TEXT = re.compile(r"([+-]?)0*([0-9]+)")
 
 
 def _to_int(value: Any) -> int:
@@ -346,20 +462,24 @@ def _to_int(value: Any) -> int:
         return int(value)
     if kind == "double":
         value = _num(value)
-        if math.isnan(value) or not INT_MIN <= value < 2.0**63:
+        if math.isnan(value) or not -(2.0**63) < value < 2.0**63:  # -2^63 too, as the package
             raise CelError("int() overflow")
         return int(value)
     if kind == "string":
-        if not _INT_TEXT.fullmatch(value):
+        match = _INT_TEXT.fullmatch(value)
+        if match is None:
             raise CelError("int() string parse error")
-        return _check_int(int(value), "int")
+        sign, digits = match.groups()
+        if len(digits) > 19:  # and int() would refuse over 4,300 digits with a ValueError
+            raise CelError("int() string parse error: number too large to fit in an int")
+        return _check_int(int(sign + digits), "int")
     raise _overload("int", value)
 
 
 def _to_double(value: Any) -> float:
     kind = _kind(value)
     if kind in ("int", "double"):
-        return float(value)
+        return float(_num(value))
     if kind == "string":
         if not _FLOAT_TEXT.fullmatch(value):
             raise CelError("double() string parse error")
@@ -383,16 +503,16 @@ def _to_string(value: Any) -> str:
     if kind == "string":
         return str(value)
     if kind == "int":
-        return str(value)
+        return str(int(value))
     if kind == "double":
-        return _double_text(float(value))
+        return _double_text(float(_num(value)))
     raise _overload("string", value)
 
 
 def _size(value: Any) -> int:
     kind = _kind(value)
     if kind == "string":
-        return len(value.encode())
+        return len(value) if value.isascii() else len(value.encode())
     if kind in ("list", "map"):
         return len(value)
     raise _overload("size", value)
@@ -404,7 +524,7 @@ def _strings(name: str, target: Any, arg: Any) -> tuple[str, str]:
     return target, arg
 
 
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
+_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "int": _to_int,
     "double": _to_double,
     "string": _to_string,
@@ -417,6 +537,55 @@ _METHODS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+#: Extension functions whose results the fast path does not represent (optionals, bytes).
+_NOT_FAST = frozenset({"first", "last", "base64.decode"})
+_NAMESPACES = frozenset(name.split(".", 1)[0] for name in EXTENSIONS if "." in name)
+#: What a Python function raising on its arguments raises.
+_CALL_ERRORS = (
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    ZeroDivisionError,
+)
+
+
+def _weight(value: Any) -> int:
+    """Steps for handing ``value`` to or from a function: its size, shallowly."""
+    if type(value) is str:
+        return _text_units(value)
+    if type(value) is list or type(value) is dict or type(value) is tuple:
+        return 1 + len(value)
+    return 1
+
+
+def _result(name: str, value: Any) -> Any:
+    """A function's result as the ``cel`` package would see it, or ``Unsupported``."""
+    if type(value) is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise Unsupported(f"{name}() result beyond int64")
+        return value
+    if type(value) in _KINDS:
+        return value
+    raise Unsupported(f"{name}() result of type {type(value).__name__}")
+
+
+def _extension(name: str, function: Callable[..., Any], args: list[Node]) -> Node:
+    def extension(env: Env) -> Any:
+        values = [arg(env) for arg in args]
+        _charge(env, sum(_weight(value) for value in values))
+        try:
+            result = function(*values)
+        except _CALL_ERRORS as exc:
+            raise CelError(f"function '{name}' failed: {type(exc).__name__}: {exc}") from None
+        _charge(env, _weight(result))
+        return _result(name, result)
+
+    return extension
+
+
 # -- parser: tokens to closures ------------------------------------------------------------
 
 
@@ -424,6 +593,10 @@ class _Parser:
     def __init__(self, source: str) -> None:
         self.tokens = _tokens(source)
         self.pos = 0
+        #: Whether some node spends from the evaluation budget (so one must be installed).
+        self.costly = False
+        #: How many comprehension bodies enclose the node being parsed.
+        self.loops = 0
 
     def peek(self) -> tuple[str, Any]:
         return self.tokens[self.pos]
@@ -447,32 +620,39 @@ class _Parser:
         node = self.conditional()
         if self.peek()[0] != "end":
             raise Unsupported("trailing input")
-        return node
+        if not self.costly:
+            return node
+
+        def budgeted(env: Env) -> Any:
+            env[_COST] = [MAX_COST]
+            return node(env)
+
+        return budgeted
 
     def conditional(self) -> Node:
-        cond = self.logical_or()
-        if not self.accept("?"):
-            return cond
-        yes = self.logical_or()
-        self.expect(":")
-        no = self.conditional()
-
-        def ternary(env: Env) -> Any:
-            return yes(env) if _bool(cond(env), "_?_:_") else no(env)
-
-        return ternary
+        """``c1 ? y1 : c2 ? y2 : n`` without recursion for the chain."""
+        branches: list[tuple[Node, Node]] = []
+        node = self.logical_or()
+        while self.accept("?"):
+            yes = self.logical_or()
+            self.expect(":")
+            branches.append((node, yes))
+            node = self.logical_or()
+        for cond, yes in reversed(branches):
+            node = _ternary(cond, yes, node)
+        return node
 
     def logical_or(self) -> Node:
-        node = self.logical_and()
+        operands = [self.logical_and()]
         while self.accept("||"):
-            node = _logic(node, self.logical_and(), short=True)
-        return node
+            operands.append(self.logical_and())
+        return operands[0] if len(operands) == 1 else _logic(operands, short=True)
 
     def logical_and(self) -> Node:
-        node = self.relation()
+        operands = [self.relation()]
         while self.accept("&&"):
-            node = _logic(node, self.relation(), short=False)
-        return node
+            operands.append(self.relation())
+        return operands[0] if len(operands) == 1 else _logic(operands, short=False)
 
     def relation(self) -> Node:
         node = self.addition()
@@ -481,13 +661,26 @@ class _Parser:
             if kind != "op" or op not in ("<", "<=", ">", ">=", "==", "!=", "in"):
                 return node
             self.take()
-            node = _relation(op, node, self.addition())
+            node = self.relate(op, node, self.addition())
+
+    def relate(self, op: str, left: Node, right: Node) -> Node:
+        if op in ("==", "!=") and not (_scalar_constant(left) or _scalar_constant(right)):
+            self.costly = True
+            return _container_equality(op, left, right)
+        if op == "in" and getattr(right, "constant_list", None) is None:
+            self.costly = True
+        return _relation(op, left, right)
 
     def addition(self) -> Node:
         node = self.multiplication()
         while True:
             if self.accept("+"):
-                node = _binary(_add, node, self.multiplication())
+                right = self.multiplication()
+                if _number_constant(node) or _number_constant(right):
+                    node = _binary(_add, node, right)
+                else:
+                    self.costly = True
+                    node = _concatenation(node, right)
             elif self.accept("-"):
                 node = _binary(_sub, node, self.multiplication())
             else:
@@ -506,18 +699,20 @@ class _Parser:
                 return node
 
     def unary(self) -> Node:
-        if self.accept("!"):
-            inner = self.unary()
-            return lambda env: not _bool(inner(env), "!_")
-        if self.accept("-"):
-            if self.peek()[0] == "int":
-                value = -self.take()[1]
-                if value < INT_MIN:
-                    raise Unsupported("int literal out of range")
-                return self.member(_const(value))
-            inner = self.unary()
-            return _negate(inner)
-        return self.member(self.primary())
+        """A run of ``!`` and ``-`` prefixes becomes one node (no recursion per prefix)."""
+        prefixes: list[str] = []
+        while True:
+            if self.accept("!"):
+                prefixes.append("!")
+            elif self.accept("-"):
+                if self.peek()[0] == "int":
+                    value = -self.take()[1]
+                    if value < INT_MIN:
+                        raise Unsupported("int literal out of range")
+                    return _prefixed(prefixes, self.member(_const(value)))
+                prefixes.append("-")
+            else:
+                return _prefixed(prefixes, self.member(self.primary()))
 
     def member(self, node: Node) -> Node:
         while True:
@@ -526,13 +721,17 @@ class _Parser:
                 if kind != "ident":
                     raise Unsupported("field name expected")
                 if self.accept("("):
-                    node = self.method(node, name, self.arguments())
+                    if name in COMPREHENSIONS:
+                        node = self.comprehension(node, name)
+                    else:
+                        node = self.method(node, name, self.arguments())
                 else:
                     node = _selector(node, name)
             elif self.accept("["):
                 key = self.conditional()
                 self.expect("]")
-                node = _binary(_index, node, key)
+                self.costly = True
+                node = _indexer(node, key)
             else:
                 return node
 
@@ -546,16 +745,79 @@ class _Parser:
                 return args
             self.expect(",")
 
+    def comprehension(self, target: Node, name: str) -> Node:
+        """``range.all(x, p)``, ``exists``, ``exists_one``, ``map(x, t)``, ``map(x, p, t)``,
+        ``filter(x, p)``: one pass over the range, the body's size charged per element."""
+        kind, var = self.take()
+        if kind != "ident":
+            raise Unsupported("comprehension variable expected")
+        self.expect(",")
+        start = self.pos
+        self.loops += 1
+        args = self.arguments()
+        self.loops -= 1
+        self.costly = True
+        per_item = 1 + self.pos - start
+        if name == "map" and len(args) in (1, 2):
+            return _comprehension(name, target, var, args, per_item)
+        if len(args) != 1:
+            raise Unsupported(f"{name}() with {len(args) + 1} arguments")
+        return _comprehension(name, target, var, args, per_item)
+
     def method(self, target: Node, name: str, args: list[Node]) -> Node:
         if name == "size" and not args:
-            return lambda env: _size(target(env))
+            return self.text_work(lambda value: _size(value), target)
+        if name == "contains" and len(args) == 1:
+            return self.extension(name, [target, *args])  # strings built in, lists and maps not
         if name in _METHODS and len(args) == 1:
             function = _METHODS[name]
             arg = args[0]
+            if self.loops:
+                self.costly = True
+
+                def charged(env: Env) -> Any:
+                    value = target(env)
+                    if type(value) is str:
+                        _charge(env, _text_units(value))
+                    return function(value, arg(env))
+
+                return charged
             return lambda env: function(target(env), arg(env))
         if name == "matches" and len(args) == 1:
-            return _matches(target, args[0])
+            return self.text_work(_matcher(args[0]), target)
+        if name in EXTENSIONS and name not in _NOT_FAST:
+            return self.extension(name, [target, *args])
         raise Unsupported(f"method {name}")
+
+    def extension(self, name: str, args: list[Node]) -> Node:
+        """A call of one of ``celstdlib``'s functions, on the values as they are."""
+        self.costly = True
+        return _extension(name, EXTENSIONS[name], args)
+
+    def qualified(self, namespace: str) -> str | None:
+        """``math.abs(``...: the extension function a namespace and a call name (else None)."""
+        tokens = self.tokens[self.pos : self.pos + 3]
+        if len(tokens) < 3 or tokens[0] != ("op", ".") or tokens[2] != ("op", "("):
+            return None
+        name = f"{namespace}.{tokens[1][1]}"
+        if name not in EXTENSIONS or name in _NOT_FAST:
+            return None
+        self.pos += 3
+        return name
+
+    def text_work(self, function: Callable[[Any], Any], arg: Node) -> Node:
+        """``function(arg)``, charged by the length of a string argument inside a loop."""
+        if not self.loops:
+            return lambda env: function(arg(env))
+        self.costly = True
+
+        def charged(env: Env) -> Any:
+            value = arg(env)
+            if type(value) is str:
+                _charge(env, _text_units(value))
+            return function(value)
+
+        return charged
 
     def primary(self) -> Node:
         kind, value = self.take()
@@ -566,6 +828,9 @@ class _Parser:
         if kind == "ident":
             if self.accept("("):
                 return self.call(value)
+            qualified = self.qualified(value) if value in _NAMESPACES else None
+            if qualified is not None:
+                return self.extension(qualified, self.arguments())
             return _variable(value)
         if (kind, value) == ("op", "("):
             node = self.conditional()
@@ -600,11 +865,17 @@ class _Parser:
     def call(self, name: str) -> Node:
         if name == "has":
             return self.has()
+        if name in COMPREHENSIONS:
+            raise Unsupported(f"{name}() called as a function")
         args = self.arguments()
         if name in _FUNCTIONS and len(args) == 1:
             function = _FUNCTIONS[name]
+            if name in ("size", "double", "int"):
+                return self.text_work(function, args[0])
             arg = args[0]
             return lambda env: function(arg(env))
+        if name in EXTENSIONS and name not in _NOT_FAST:
+            return self.extension(name, args)
         raise Unsupported(f"function {name}")
 
     def has(self) -> Node:
@@ -623,7 +894,8 @@ class _Parser:
                 key = self.conditional()
                 self.expect("]")
                 holder = None
-                node = _binary(_index, node, key)
+                self.costly = True
+                node = _indexer(node, key)
             else:
                 break
         self.expect(")")
@@ -638,21 +910,51 @@ def _const(value: Any) -> Node:
         return value
 
     constant.constant = True  # type: ignore[attr-defined]
+    constant.value = value  # type: ignore[attr-defined]
     return constant
+
+
+def _scalar_constant(node: Node) -> bool:
+    """A literal that is not a container: comparing with it is constant time."""
+    return getattr(node, "constant", False) and not isinstance(
+        getattr(node, "value", None), list | dict
+    )
+
+
+def _number_constant(node: Node) -> bool:
+    """A numeric literal: ``+`` with it cannot concatenate."""
+    value = getattr(node, "value", None)
+    return getattr(node, "constant", False) and type(value) in (int, float)
 
 
 def _variable(name: str) -> Node:
     def variable(env: Env) -> Any:
         try:
-            return _num(env[name])
+            value = env[name]
         except KeyError:
             raise CelError(f"undefined variable: {name}") from None
+        return _num(value) if type(value) is int else value
 
     return variable
 
 
 def _selector(node: Node, field: str) -> Node:
-    return lambda env: _num(_select(node(env), field))
+    def selector(env: Env) -> Any:
+        holder = node(env)
+        if type(holder) is dict:
+            try:
+                value = holder[field]
+            except KeyError:
+                raise NoSuchKey(field) from None
+        else:
+            value = _select(holder, field)
+        return _num(value) if type(value) is int else value
+
+    return selector
+
+
+def _indexer(node: Node, key: Node) -> Node:
+    return lambda env: _num(_index(node(env), key(env), env[_COST]))
 
 
 def _has(value: Any, field: str) -> bool:
@@ -661,30 +963,70 @@ def _has(value: Any, field: str) -> bool:
     return field in value
 
 
-def _negate(inner: Node) -> Node:
-    def negate(env: Env) -> Any:
-        value = inner(env)
-        kind = _kind(value)
-        if kind == "int":
-            return _check_int(-value, "neg")
-        if kind == "double":
-            return -_num(value)
-        if kind == "bool":
-            return not value  # the cel package negates a bool into its logical not
-        raise _overload("-_", value)
+def _negate(value: Any) -> Any:
+    kind = _kind(value)
+    if kind == "int":
+        return _check_int(-value, "neg")
+    if kind == "double":
+        return -_num(value)
+    if kind == "bool":
+        return not value  # the cel package negates a bool into its logical not
+    raise _overload("-_", value)
 
-    return negate
+
+def _prefixed(prefixes: list[str], inner: Node) -> Node:
+    """``inner`` under a run of ``!`` or of ``-``: as the ``cel`` package parses it, an even run
+    is no operator at all and an odd one a single operator."""
+    if len(set(prefixes)) > 1:
+        raise Unsupported("mixed prefix operators")
+    if len(prefixes) % 2 == 0:
+        return inner
+    if prefixes[0] == "!":
+        return lambda env: not _bool(inner(env), "!_")
+    return lambda env: _negate(inner(env))
+
+
+def _ternary(cond: Node, yes: Node, no: Node) -> Node:
+    def ternary(env: Env) -> Any:
+        return yes(env) if _bool(cond(env), "_?_:_") else no(env)
+
+    return ternary
 
 
 def _binary(function: Callable[[Any, Any], Any], left: Node, right: Node) -> Node:
     return lambda env: function(left(env), right(env))
 
 
+def _concatenation(left: Node, right: Node) -> Node:
+    """``+`` that may join strings or lists: the result's size is charged."""
+
+    def concatenation(env: Env) -> Any:
+        result = _add(left(env), right(env))
+        if type(result) is str:
+            _charge(env, _text_units(result))
+        elif type(result) is list:
+            _charge(env, 1 + len(result))
+        return result
+
+    return concatenation
+
+
+def _container_equality(op: str, left: Node, right: Node) -> Node:
+    """``==`` or ``!=`` between values that may be lists or maps: their elements are charged."""
+    equal = op == "=="
+
+    def equality(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _SAME:
+            return (a == b) is equal
+        return _equal(a, b, env[_COST]) is equal
+
+    return equality
+
+
 def _relation(op: str, left: Node, right: Node) -> Node:
-    if op == "==":
-        return lambda env: _equal(left(env), right(env))
-    if op == "!=":
-        return lambda env: not _equal(left(env), right(env))
+    if op in ("==", "!="):
+        return _scalar_equality(op == "==", left, right)
     if op == "in":
         frozen = getattr(right, "constant_list", None)
         if frozen is not None and frozen and all(type(v) is str for v in frozen):
@@ -700,66 +1042,206 @@ def _relation(op: str, left: Node, right: Node) -> Node:
             return in_strings
         if frozen is not None:
             return lambda env: _in(left(env), frozen)
-        return lambda env: _in(left(env), right(env))
-    return lambda env: _order(op, left(env), right(env))
+        return lambda env: _in(left(env), right(env), env[_COST])
+    return _ordering(op, left, right)
 
 
-def _logic(left: Node, right: Node, short: bool) -> Node:
-    """``||`` (short=True) and ``&&``: a decisive value on either side wins over an error."""
+#: Types compared by Python exactly as CEL compares them (node results: ints within int64).
+_SAME = frozenset({str, int, float, bool, type(None)})
+_ORDERS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _scalar_equality(equal: bool, left: Node, right: Node) -> Node:
+    """``==`` or ``!=``: values of one plain type compare directly (the common case)."""
+
+    def equality(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _SAME:
+            return (a == b) is equal
+        return _equal(a, b) is equal
+
+    return equality
+
+
+def _ordering(op: str, left: Node, right: Node) -> Node:
+    """``<``, ``<=``, ``>``, ``>=``: two ints, doubles or strings compare directly."""
+    compare = _ORDERS[op]
+
+    def ordering(env: Env) -> bool:
+        a, b = left(env), right(env)
+        if type(a) is type(b) and type(a) in _ORDERED:
+            return bool(compare(a, b))
+        return _order(op, a, b)
+
+    return ordering
+
+
+_ORDERED = frozenset({str, int, float})
+
+
+def _logic(operands: list[Node], short: bool) -> Node:
+    """``||`` (short=True) and ``&&`` over a chain: a decisive value on any operand wins over
+    an error on another; else the first error is raised."""
     name = "_||_" if short else "_&&_"
     decisive: bool = short
+    first_node, *rest = operands
 
     def logic(env: Env) -> bool:
-        error: Exception | None = None
+        error: CelError | None = None
         try:
-            first = left(env)
-            if first is short:
-                return decisive
-            if first is not (not short):
-                error = _overload(name, first)
+            value = first_node(env)
         except CelError as exc:
             error = exc
-        second = right(env) if error is None else _try(right, env)
-        if second is short:
-            return decisive
+        else:
+            if value is short:
+                return decisive
+            if value is not (not short):
+                error = _overload(name, value)
+        for node in rest:
+            try:
+                value = node(env)
+            except CelError as exc:
+                if error is None:
+                    error = exc
+                continue
+            if value is short:
+                return decisive
+            if value is not (not short) and error is None:
+                error = _overload(name, value)
         if error is not None:
             raise error
-        if second is not (not short):
-            raise _overload(name, second)
         return not short
 
     return logic
 
 
-def _try(node: Node, env: Env) -> Any:
-    try:
-        return node(env)
-    except CelError:
-        return None
+def _range(name: str, value: Any) -> list[Any] | tuple[Any, ...]:
+    """The elements a comprehension visits: a list's items, a map's keys."""
+    if type(value) is list or type(value) is tuple:
+        return value
+    if type(value) is dict:
+        for key in value:
+            _kind(key)
+        return list(value)
+    kind = _kind(value)
+    if kind == "list":
+        return list(value)
+    if kind == "map":
+        return list(value)
+    raise _overload(name, value)
 
 
-def _matches(target: Node, pattern: Node) -> Node:
+def _comprehension(name: str, target: Node, var: str, args: list[Node], per_item: int) -> Node:
+    body = args[0]
+
+    def items(env: Env) -> tuple[list[Any] | tuple[Any, ...], Env]:
+        values = _range(name, target(env))
+        _charge(env, 1 + len(values) * per_item)
+        return values, dict(env)
+
+    if name == "all":
+
+        def run_all(env: Env) -> bool:
+            values, scope = items(env)
+            for value in values:
+                scope[var] = value
+                if not _bool(body(scope), "all"):
+                    return False
+            return True
+
+        return run_all
+    if name == "exists":
+
+        def run_exists(env: Env) -> bool:
+            values, scope = items(env)
+            for value in values:
+                scope[var] = value
+                if _bool(body(scope), "exists"):
+                    return True
+            return False
+
+        return run_exists
+    if name == "exists_one":
+
+        def run_exists_one(env: Env) -> bool:
+            values, scope = items(env)
+            found = 0
+            for value in values:
+                scope[var] = value
+                found += _bool(body(scope), "exists_one")
+            return found == 1
+
+        return run_exists_one
+    if name == "filter":
+
+        def run_filter(env: Env) -> list[Any]:
+            values, scope = items(env)
+            kept = []
+            for value in values:
+                scope[var] = value
+                if _bool(body(scope), "filter"):
+                    kept.append(_num(value))
+            return kept
+
+        return run_filter
+    if len(args) == 1:
+
+        def run_map(env: Env) -> list[Any]:
+            values, scope = items(env)
+            out = []
+            for value in values:
+                scope[var] = value
+                out.append(body(scope))
+            return out
+
+        return run_map
+    transform = args[1]
+
+    def run_filter_map(env: Env) -> list[Any]:
+        values, scope = items(env)
+        out = []
+        for value in values:
+            scope[var] = value
+            if _bool(body(scope), "map"):
+                out.append(transform(scope))
+        return out
+
+    return run_filter_map
+
+
+_REFERENCE_MATCHES = cel.compile("t.matches(p)")
+
+
+def _matcher(pattern: Node) -> Callable[[Any], bool]:
+    """``matches()`` with a constant pattern, on RE2 with the ``cel`` package's (Rust regex)
+    meaning of the pattern; a pattern whose meaning could differ is left to the package."""
     if not getattr(pattern, "constant", False):
         raise Unsupported("matches() with a computed pattern")
     text = pattern(Env())
     if not isinstance(text, str):
         raise Unsupported("matches() pattern must be a string")
     try:
-        compiled = re.compile(text)
-    except re.error as exc:
+        compiled = Regex(translate_pattern(text))
+        _REFERENCE_MATCHES.execute({"t": "", "p": text})
+    except RegexError as exc:
         raise Unsupported(f"pattern {text!r}: {exc}") from None
-    if any(token in text for token in ("(?=", "(?!", "(?<", "\\Z", "\\A", "(?P")):
-        raise Unsupported("pattern syntax beyond RE2")
+    except (RuntimeError, ValueError, TypeError):
+        raise Unsupported(f"pattern {text!r}: the cel package refuses it") from None
 
-    def matches(env: Env) -> bool:
-        value = target(env)
+    def matches(value: Any) -> bool:
         if _kind(value) != "string":
             raise _overload("matches", value)
-        return compiled.search(value) is not None
+        return compiled.search(value)
 
     return matches
 
 
 def compile_fast(source: str) -> Node:
-    """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset."""
+    """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset. Call
+    ``celshape.check_shape`` first: it bounds the recursion this parser needs."""
     return _Parser(source).parse()

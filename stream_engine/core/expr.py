@@ -2,6 +2,10 @@
 
 Converting a whole record into CEL values costs more than evaluating a small expression, so an
 expression that only reads ``data.<field>`` (or ``request.<field>``...) is handed just those.
+
+Every failure while compiling or evaluating is an ``ExpressionError``, and an evaluation's
+work is bounded (see ``celfast``: source length and nesting, a cost budget per evaluation;
+``celstdlib``: the extension functions' sizes).
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import cel
-from cel.stdlib import STDLIB_FUNCTIONS
 
-from stream_engine.core.celfast import CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celshape import Refused, calls, check_shape, comprehensions, token_count
+from stream_engine.core.celstdlib import FUNCTIONS, MAX_LIST_ITEMS
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+#: Extension functions that make lists of up to ``MAX_LIST_ITEMS`` from a number or a string.
+_PRODUCERS = frozenset({"range", "split"})
 
 #: Every function an expression may call: CEL's standard definitions (macros, conversions,
 #: strings, timestamps, optionals) and the extension functions wired in from ``cel.stdlib``.
@@ -32,7 +39,7 @@ KNOWN_FUNCTIONS = frozenset(
         "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
         "hasValue", "of", "ofNonZeroValue", "optMap", "optFlatMap", "or", "orValue", "value",
         "max", "min",
-        *(name.rsplit(".", 1)[-1] for name in STDLIB_FUNCTIONS),
+        *(name.rsplit(".", 1)[-1] for name in FUNCTIONS),
     }
 )  # fmt: skip
 
@@ -62,12 +69,19 @@ class Expression:
 
     Most expressions run on the fast path (``celfast``: closures over the Python values, no
     conversion). The rest go to the ``cel`` package; handing it a value costs about a
-    microsecond per field, so each variable is passed narrowed to the fields the source reads."""
+    microsecond per field, so each variable is passed narrowed to the fields the source reads.
+    Comprehensions (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) run only on the
+    fast path, where they are linear and budgeted (the package's ``map`` and ``filter`` are
+    quadratic): an expression that needs the package for anything else may not use them."""
 
-    __slots__ = ("_fast", "_fields", "_functions", "_program", "source")
+    __slots__ = ("_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        try:
+            check_shape(source)
+        except Refused as exc:
+            raise ExpressionError(f"invalid CEL expression {_shown(source)}: {exc}") from None
         try:
             self._program = cel.compile(source)
         except (ValueError, RuntimeError, TypeError) as exc:
@@ -85,16 +99,29 @@ class Expression:
                 + ", ".join(f"'{name}'" for name in unknown)
             )
         self._functions = {
-            name: func for name, func in STDLIB_FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
+            name: func for name, func in FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
         }
         self._fields: dict[str, frozenset[str] | None] = {
             name: _selected_fields(source, name) for name in self._program.variables()
         }
+        self._loops = comprehensions(source)
+        produced = sum(MAX_LIST_ITEMS for name, _ in calls(source) if name in _PRODUCERS)
+        self._allowance = MAX_COST // token_count(source) - produced
         self._fast: Node | None
         try:
             self._fast = compile_fast(source)
-        except Unsupported:
+        except Unsupported as exc:
             self._fast = None
+            loops = self._loops
+            if loops:
+                raise ExpressionError(
+                    f"invalid CEL expression {source!r}: {', '.join(loops)} can be used only "
+                    f"in expressions of the fast subset, and this one is not ({exc})"
+                ) from None
+        except RecursionError:
+            raise ExpressionError(
+                f"invalid CEL expression {_shown(source)}: nested too deeply"
+            ) from None
 
     def variables(self) -> list[str]:
         """Identifiers the expression references (comprehension variables included)."""
@@ -117,8 +144,27 @@ class Expression:
                 return self._fast(env)
             except CelError as exc:
                 raise ExpressionError(f"{self.source!r}: {exc}") from None
-            except Unsupported:
-                pass  # a value the fast path does not know: let the cel package decide
+            except Unsupported as exc:
+                self._unsupported_value(exc)  # else the cel package decides
+            except (RecursionError, MemoryError) as exc:
+                raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
+        return self._reference(data, results, extra)
+
+    def _unsupported_value(self, exc: Unsupported) -> None:
+        """A value the fast path does not know (a uint, a timestamp...): fine for the cel
+        package, unless the expression has a comprehension, which the package cannot bound."""
+        if self._loops:
+            raise ExpressionError(
+                f"{self.source!r}: a comprehension over a {exc} is not supported"
+            ) from None
+
+    def _reference(
+        self,
+        data: Mapping[str, Any] | None,
+        results: Mapping[str, RuleResult] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> Any:
+        """Evaluate on the ``cel`` package, each variable narrowed to the fields it reads."""
         fields = self._fields
         context: dict[str, Any] = {}
         if extra:
@@ -129,6 +175,11 @@ class Expression:
             context["data"] = _narrow(data, fields["data"])
         if results is not None and "results" in fields:
             context["results"] = _results(results, fields["results"])
+        if _weight(context.values(), self._allowance) > self._allowance:
+            raise ExpressionError(
+                f"{self.source!r}: evaluation cost limit exceeded (more than {MAX_COST:,} "
+                "steps, estimated as the size of the values it reads times its length)"
+            )
         try:
             if self._functions:
                 return self._program.execute(cel.Context(context, self._functions))
@@ -137,8 +188,10 @@ class Expression:
             raise ExpressionError(
                 f"{self.source!r}: no such key {exc.args[0]!r} (guard it with has())"
             ) from exc
-        except (ValueError, RuntimeError, TypeError, OverflowError) as exc:
+        except (ValueError, RuntimeError, TypeError, OverflowError, IndexError) as exc:
             raise ExpressionError(f"{self.source!r}: {_first_line(exc)}") from exc
+        except (RecursionError, MemoryError) as exc:
+            raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
 
     def evaluate_env(self, env: dict[str, Any]) -> Any:
         """Evaluate with every variable already in ``env`` (``data`` is the record as is);
@@ -148,10 +201,12 @@ class Expression:
                 return self._fast(env)
             except CelError as exc:
                 raise ExpressionError(f"{self.source!r}: {exc}") from None
-            except Unsupported:
-                pass
+            except Unsupported as exc:
+                self._unsupported_value(exc)
+            except (RecursionError, MemoryError) as exc:
+                raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
         extra = {k: v for k, v in env.items() if k != "data"}
-        return self.evaluate(env.get("data"), None, extra)
+        return self._reference(env.get("data"), None, extra)
 
     def is_true(
         self,
@@ -166,6 +221,42 @@ class Expression:
                 f"{self.source!r}: a condition must be true or false, got {type(value).__name__}"
             )
         return value
+
+
+def _weight(values: Any, limit: int) -> int:
+    """The size of ``values`` - one per list or map element, one per 64 characters of a
+    string - counted until it passes ``limit``: what the cel package's work on them grows
+    with, each of an expression's nodes possibly visiting all of it."""
+    total = 0
+    stack = [iter(values)]
+    while stack and total <= limit:
+        for value in stack[-1]:
+            if isinstance(value, str):
+                total += 1 + (len(value) >> 6)
+            elif isinstance(value, dict):
+                total += 1 + len(value)
+                stack.append(iter(value.values()))
+                break
+            elif isinstance(value, list | tuple):
+                total += 1 + len(value)
+                stack.append(iter(value))
+                break
+            else:
+                total += 1
+        else:
+            stack.pop()
+    return total
+
+
+def _shown(source: str) -> str:
+    """The source for a message: its start only, when it is long."""
+    return repr(source if len(source) <= 80 else source[:60] + "...")
+
+
+def _resource(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "a value nested too deeply to evaluate"
+    return "out of memory while evaluating"
 
 
 def _narrow(value: Any, fields: frozenset[str] | None) -> Any:

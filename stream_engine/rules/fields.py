@@ -6,13 +6,13 @@ Messages name fields, never their values, so they are safe to log even for PII f
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from stream_engine.core.pii import PiiInputs
+from stream_engine.core.regex import compile_regex
 from stream_engine.core.result import Verdict, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules.base import (
@@ -64,10 +64,7 @@ class RequiredFields(ConfiguredRule[RequiredFieldsParams]):
 
 
 def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+    compile_regex(value)  # RegexError is a ValueError: reported at the param's location
     return value
 
 
@@ -107,16 +104,16 @@ class RegexParams(RuleParams):
 class Regex(ConfiguredRule[RegexParams]):
     """FAIL unless the field (as text) matches a regular expression - one ``pattern``, or the
     pattern that ``patterns`` gives for the value of the ``select_by`` field (e.g. the zip code
-    pattern of the record's state)."""
+    pattern of the record's state). Patterns are RE2 (linear time, no lookarounds or
+    backreferences)."""
 
     Params = RegexParams
 
     def __init__(self, params: RegexParams) -> None:
         super().__init__(params)
-        flags = re.IGNORECASE if params.ignore_case else 0
 
-        def matcher(pattern: str) -> Callable[[str], re.Match[str] | None]:
-            compiled = re.compile(pattern, flags)
+        def matcher(pattern: str) -> Callable[[str], bool]:
+            compiled = compile_regex(pattern, ignore_case=params.ignore_case)
             return compiled.fullmatch if params.full_match else compiled.search
 
         self._match = matcher(params.pattern) if params.pattern is not None else None

@@ -137,6 +137,31 @@ def test_invalid_cel_in_rule_params_is_located(tmp_path):
     )
 
 
+def test_a_thousand_nots_in_a_condition_validate_and_deep_nesting_is_a_located_error(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["email"]["when"] = "!" * 1000 + "true"
+    load(tmp_path, config)
+    rules_of(config, "data_quality")["email"]["when"] = "(" * 1000 + "true" + ")" * 1000
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert LOCATED.match(errors[0])
+    assert errors[0].startswith("stages.data_quality.rules.email.when: invalid CEL expression")
+    assert "nested more than 32 deep" in errors[0]
+
+
+def test_a_regex_that_re2_refuses_is_a_located_error(tmp_path):
+    config = base_config()
+    rules_of(config, "data_quality")["zip"] = {
+        "class": "Regex",
+        "params": {"field": "zip", "pattern": "^(?=9)[0-9]{5}$"},
+    }
+    errors = errors_of(tmp_path, config)
+    assert len(errors) == 1
+    assert LOCATED.match(errors[0])
+    assert errors[0].startswith("stages.data_quality.rules.zip.params.pattern: ")
+    assert "invalid regular expression (RE2 syntax)" in errors[0]
+
+
 def test_unknown_key_suggests_the_option_meant(tmp_path):
     config = base_config()
     config["stages"]["data_quality"]["fail_fst"] = True

@@ -3,6 +3,8 @@ NumericRange, AcceptedValues, StringLength."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pydantic import ValidationError
 from rule_helpers import check, make
@@ -97,6 +99,42 @@ def test_regex_refuses_an_invalid_pattern_and_needs_exactly_one_way():
         make("Regex", field="x", pattern="(")
     with pytest.raises(ValidationError, match="either pattern, or select_by"):
         make("Regex", field="x")
+
+
+@pytest.mark.parametrize("pattern", ["(?=a)a", "(?<!a)b", r"(a)\1", "(?P<x>a)(?P=x)"])
+def test_regex_refuses_lookarounds_and_backreferences_which_re2_cannot_match(pattern):
+    with pytest.raises(ValidationError, match=r"invalid regular expression \(RE2 syntax\)"):
+        make("Regex", field="x", pattern=pattern)
+    with pytest.raises(ValidationError, match="RE2 syntax"):
+        make("Regex", field="x", select_by="s", patterns={"a": "a", "b": pattern})
+
+
+def test_regex_matches_in_linear_time_where_python_re_backtracks():
+    rule = make("Regex", field="name", pattern="^([a-zA-Z]+ ?)+$")
+    start = time.perf_counter()
+    verdict, _ = check(rule, {"name": "a" * 27 + "!"})
+    assert verdict.outcome is FAIL
+    assert time.perf_counter() - start < 0.05
+
+
+def test_regex_keeps_ignore_case_and_search_mode():
+    assert (
+        check(make("Regex", field="c", pattern="us", ignore_case=True), {"c": "US"})[0].outcome
+        is PASS
+    )
+    assert check(make("Regex", field="c", pattern="us"), {"c": "US"})[0].outcome is FAIL
+    assert (
+        check(make("Regex", field="c", pattern="s", full_match=False), {"c": "us"})[0].outcome
+        is PASS
+    )
+    assert check(make("Regex", field="c", pattern="s"), {"c": "us"})[0].outcome is FAIL
+
+
+def test_regex_classes_are_ascii_in_re2():
+    assert (
+        check(make("Regex", field="zip", pattern=r"\d{5}"), {"zip": "\u0661" * 5})[0].outcome
+        is FAIL
+    )
 
 
 def test_regex_skips_a_missing_field_unless_told_otherwise():
