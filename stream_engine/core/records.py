@@ -63,11 +63,11 @@ def check_record(raw: bytes, record: dict[str, Any], limits: RecordLimits) -> Re
         if problem is not None:
             return problem
     if big:
-        problem = _integers_in_range(raw)
+        problem = _reread(raw, parse_int=_exact_int)
         if problem is not None:
             return problem
     if not _keys_at_most(raw, keys):
-        return _unique_keys(raw)
+        return _reread(raw, object_pairs_hook=_pairs)
     return None
 
 
@@ -163,14 +163,15 @@ def _exact_int(text: str) -> int:
     return value
 
 
-def _integers_in_range(raw: bytes) -> RecordProblem | None:
-    """Read ``raw`` again with the standard reader, which sees each integer as written."""
+def _reread(raw: bytes, **hooks: Any) -> RecordProblem | None:
+    """Read ``raw`` again with the standard reader, whose ``hooks`` see each integer and key
+    as written; the first one that refuses says why (orjson read the rest already)."""
     try:
-        json.loads(raw, parse_int=_exact_int)
+        json.loads(raw, **hooks)
     except _Refused as exc:
         return RecordProblem(DeadLetterReason.DECODE_ERROR, str(exc))
     except (ValueError, RecursionError):
-        return None  # orjson read it; the integers are what matters here
+        return None
     return None
 
 
@@ -185,17 +186,6 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             )
         seen.add(key)
     return dict(pairs)
-
-
-def _unique_keys(raw: bytes) -> RecordProblem | None:
-    """The exact check behind the cheap count: is any key repeated within one object?"""
-    try:
-        json.loads(raw, object_pairs_hook=_pairs)
-    except _Refused as exc:
-        return RecordProblem(DeadLetterReason.DECODE_ERROR, str(exc))
-    except (ValueError, RecursionError):
-        return None
-    return None
 
 
 class NotJson(ValueError):
