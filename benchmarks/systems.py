@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs/customer_onboarding.yaml"
 TOPICS_FILE = ROOT / "configs/topics/customer_onboarding.yaml"
 STREAM_ENGINE = str(Path(sys.executable).with_name("stream-engine"))
+BENCH_KEY = secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ class Processes:
     def start(cls, commands: list[Command], log_path: Path) -> Processes:
         """Start every command (cwd: the repository, so ``-m benchmarks...`` works)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        # Workers sign and verify envelopes: one key for the run, as a deployment gives one.
+        env.setdefault("STREAM_ENGINE_ENVELOPE_KEY", "bench:" + BENCH_KEY)
         with log_path.open("ab") as log:
             popens = [
                 subprocess.Popen(
