@@ -186,6 +186,18 @@ def test_workers_open_their_metrics_endpoint_to_the_compose_network(
         assert option(command_of(service), "--metrics-host") == "0.0.0.0", name
 
 
+def test_every_worker_gets_an_envelope_key_without_which_it_refuses_to_start(
+    workers: dict[str, dict[str, Any]],
+):
+    for name, service in workers.items():
+        key = service.get("environment", {}).get("STREAM_ENGINE_ENVELOPE_KEY", "")
+        assert key.startswith("${STREAM_ENGINE_ENVELOPE_KEY:-"), name
+        default = key.removeprefix("${STREAM_ENGINE_ENVELOPE_KEY:-").removesuffix("}")
+        key_id, _, secret = default.partition(":")
+        assert key_id, name
+        assert len(secret) >= 16, name
+
+
 def test_workers_and_the_publisher_start_once_the_topics_exist(
     services: dict[str, dict[str, Any]], workers: dict[str, dict[str, Any]]
 ):
