@@ -17,6 +17,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -128,7 +130,13 @@ def launch(
     config: Path, bootstrap: str, workers: int, log: IO[bytes]
 ) -> list[subprocess.Popen[bytes]]:
     command = [STREAM_ENGINE, "run", str(config), "--broker", bootstrap, "--metrics-port", "0"]
-    return [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)]
+    # The workers sign and verify envelopes: one key for the run, as a deployment gives one.
+    env = {**os.environ}
+    env.setdefault("STREAM_ENGINE_ENVELOPE_KEY", "bench:" + secrets.token_hex(32))
+    return [
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        for _ in range(workers)
+    ]
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
