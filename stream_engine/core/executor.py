@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from stream_engine.core.aio import await_with_timeout, gather_eager
@@ -74,7 +75,9 @@ class _StageRun:
         "budget_note", "ctx", "dead_letter", "ex", "guard", "pairs", "stage", "state", "stop",
     )  # fmt: skip
 
-    def __init__(self, ex: Executor, stage: StagePlan, state: RecordState, guard: bool) -> None:
+    def __init__(
+        self, ex: Executor, stage: StagePlan, state: RecordState, guard: bool, now: datetime
+    ) -> None:
         self.ex = ex
         self.stage = stage
         self.state = state
@@ -82,7 +85,7 @@ class _StageRun:
         #: stage that never awaits is armed once, around the whole record.
         self.guard = guard
         self.ctx = RuleContext(
-            state.record_id, state.data, state.results, stage.name, state.tenant, state.memo
+            state.record_id, state.data, state.results, stage.name, state.tenant, state.memo, now
         )
         self.pairs: list[tuple[str, RuleResult]] = []
         self.stop: str | None = None
@@ -397,7 +400,8 @@ class Executor:
         masker = self.masker
         before = masker.values(state.data) if masker is not None else None
         whole = self._whole[stage.name]
-        run = _StageRun(self, stage, state, guard=not whole)
+        now = datetime.fromtimestamp(started_at, UTC)  # the audit's started_at, as CEL's now
+        run = _StageRun(self, stage, state, not whole, now)
         if whole:
             await self._run_armed(stage, run, started)
         elif not await self._condition_holds(stage, run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from stream_engine.core.pii import PiiInputs
@@ -17,7 +18,7 @@ class RuleContext:
     """One record as a rule sees it: its id, its (mutable) data, every result so far,
     and a per-record memo that rules may use to avoid repeating work on one record."""
 
-    __slots__ = ("data", "memo", "record_id", "results", "stage", "tenant")
+    __slots__ = ("data", "memo", "now", "record_id", "results", "stage", "tenant")
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class RuleContext:
         stage: str = "",
         tenant: str | None = None,
         memo: dict[Any, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.record_id = record_id
         self.data = data
@@ -34,6 +36,9 @@ class RuleContext:
         self.stage = stage
         self.tenant = tenant
         self.memo: dict[Any, Any] = {} if memo is None else memo
+        #: The decision time: when this stage started on this record (UTC), recorded in its
+        #: audit entry; rules about time read it (CEL ``now``), never the wall clock.
+        self.now: datetime = now if now is not None else datetime.now(UTC)
 
 
 class Rule(ABC, Generic[P]):
