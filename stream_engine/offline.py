@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +62,17 @@ def bad_line_answer(pipeline: PipelinePlan, bad: BadLine, stage: str) -> dict[st
 class OfflineEvaluator:
     """Runs records through a compiled pipeline in-process, in batches, in input order."""
 
-    def __init__(self, pipeline: CompiledPipeline, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        pipeline: CompiledPipeline,
+        batch_size: int = 256,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.pipeline = pipeline
         self.plan = pipeline.plan
-        self.executor = Executor(pipeline.plan, worker="eval")
+        #: The decision time of every stage (CEL's ``now``, audit times); fixed in ``test`` cases.
+        self.clock = clock
+        self.executor = Executor(pipeline.plan, worker="eval", clock=clock)
         self.batch_size = batch_size
 
     def new_state(self, record: dict[str, Any]) -> RecordState:
