@@ -21,6 +21,7 @@ from stream_engine.core.pii import Masker
 from stream_engine.core.plan import PipelinePlan, RuleSpec, StagePlan
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.router import (
+    ROUTE_PRIORITY,
     ROUTE_STATUS,
     deferred_route,
     failed_rules,
@@ -488,8 +489,9 @@ class Executor:
                 letter = DeadLetter(DeadLetterReason.BUDGET_EXCEEDED, stage.name, reasons[-1])
                 return StageOutcome(stage.name, route, reasons, run.pairs, letter, None, True)
             return StageOutcome(stage.name, route, reasons, run.pairs, None, None, True)
-        if route in (Route.REJECT, Route.REVIEW) and not self.plan.stop_on_stage_failure:
-            route = Route.FORWARD
+        if not self.plan.stop_on_stage_failure:
+            # rejects and reviews are judged at the end (``decide``); a complete still stops
+            route = strongest(r for r in routes if r not in (Route.REJECT, Route.REVIEW))
         return StageOutcome(stage.name, route, reasons, run.pairs)
 
     async def run_stage_batch(
@@ -548,16 +550,27 @@ class Executor:
             if self._next.get(outcome.stage) is not None:
                 return None
             return self._final(state, outcome.stage)
+        if not self.plan.stop_on_stage_failure and outcome.route is not Route.DEAD_LETTER:
+            return self._final(state, outcome.stage, outcome)
         return self._decision(
             state, outcome.route, outcome.stage, outcome.reasons, outcome.dead_letter
         )
 
-    def _final(self, state: RecordState, last_stage: str) -> Decision:
+    def _final(
+        self, state: RecordState, last_stage: str, stop: StageOutcome | None = None
+    ) -> Decision:
+        """The decision of a record that ran to the end, or that ``stop`` (a complete or a
+        budget stop) ended early. Collecting all violations, every reject or review of every
+        stage counts: the strongest route wins and every reason is kept."""
         route: Route = Route.FORWARD
         first_stage: str | None = None
         reasons: list[str] = []
         if not self.plan.stop_on_stage_failure:
             route, first_stage, reasons = deferred_route(self.specs, state.results)
+        if stop is not None:
+            reasons += [reason for reason in stop.reasons if reason not in reasons]
+            if ROUTE_PRIORITY[stop.route] > ROUTE_PRIORITY[route]:
+                route, first_stage = stop.route, stop.stage
         return self._decision(state, route, first_stage or last_stage, reasons, None)
 
     def _decision(

@@ -431,3 +431,58 @@ async def test_audit_trail_records_each_stage_with_its_route_and_worker():
         ("b", "reject", "w-1"),
     ]
     assert all(e["duration_ms"] >= 0 for e in audit)
+
+
+async def test_collecting_all_violations_a_later_complete_never_hides_an_earlier_reject():
+    plan = pipeline(
+        stage("a", [spec("a_reject", Const(FAIL, "too young"))]),
+        stage("b", [spec("b_done", Const(PASS, "fast lane", action=Route.COMPLETE))]),
+        stage("c", [spec("never", Const())]),
+        stop_on_stage_failure=False,
+    )
+    decision = await run(plan)
+    assert decision.status is Status.REJECTED
+    assert decision.decided_by_stage == "a"
+    assert decision.reasons == ["a_reject: too young", "b_done: fast lane"]
+    assert "never" not in decision.state.results
+
+
+async def test_collecting_all_violations_a_budget_stop_never_hides_an_earlier_reject():
+    plan = pipeline(
+        stage("a", [spec("a_reject", Const(FAIL, "too young"))]),
+        stage("b", [spec("costly", Const(), cost=2.0)]),
+        budget=1.0,
+        budget_route=Route.REVIEW,
+        stop_on_stage_failure=False,
+    )
+    decision = await run(plan)
+    assert decision.status is Status.REJECTED
+    assert decision.reasons[0] == "a_reject: too young"
+    assert any(reason.startswith("budget_exceeded") for reason in decision.reasons)
+
+
+async def test_collecting_all_violations_a_complete_beside_a_reject_still_stops_the_record():
+    later = Const()
+    plan = pipeline(
+        stage(
+            "a",
+            [spec("j", Const(FAIL, "bad")), spec("done", Const(PASS, action=Route.COMPLETE))],
+            fail_fast=False,
+        ),
+        stage("b", [spec("later", later)]),
+        stop_on_stage_failure=False,
+    )
+    decision = await run(plan)
+    assert decision.status is Status.REJECTED
+    assert later.calls == 0
+
+
+async def test_collecting_all_violations_a_later_review_keeps_the_earlier_reject_and_its_reason():
+    plan = pipeline(
+        stage("a", [spec("a_reject", Const(FAIL, "too young"))]),
+        stage("b", [spec("b_review", Const(FAIL, "odd"), on_fail=OnFail.REVIEW)]),
+        stop_on_stage_failure=False,
+    )
+    decision = await run(plan)
+    assert decision.status is Status.REJECTED
+    assert decision.reasons == ["a_reject: too young", "b_review: odd"]
