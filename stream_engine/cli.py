@@ -210,7 +210,13 @@ def plan(config: Path, environment: str | None, allow_outside: bool, fmt: str) -
 @ENV_OPTION
 @ALLOW_OUTSIDE_OPTION
 @click.option(
-    "--stage", metavar="STAGE", help="Run only this stage and print its results and route."
+    "--stage",
+    "stages",
+    metavar="STAGE",
+    multiple=True,
+    help="Run only this stage (repeat for several; they run in pipeline order) and print the "
+    "route and results of the last one each record reached. A stage that needs a result of a "
+    "stage not run is refused, unless the input lines are envelopes (from `tail`) carrying it.",
 )
 @click.option(
     "--input",
@@ -222,24 +228,35 @@ def plan(config: Path, environment: str | None, allow_outside: bool, fmt: str) -
 )
 @boundary
 def eval_(
-    config: Path, environment: str | None, allow_outside: bool, stage: str | None, input_file: Any
+    config: Path,
+    environment: str | None,
+    allow_outside: bool,
+    stages: tuple[str, ...],
+    input_file: Any,
 ) -> None:
     """Evaluate JSON records (one object per line) through the pipeline, without Kafka.
 
-    Prints one JSON decision per input line: record_id, status (approved, rejected, review,
-    completed, dead_letter), decided_by_stage, failed_rules, reasons, results, data, audit,
-    cost. A line that is not a JSON object gets a dead_letter answer; the next line still runs.
+    Each line goes through exactly what the workers run - the input checks (size, schema,
+    limits), every stage, the envelope written and read between stages - so it gets the
+    decision it would get on Kafka. Prints one JSON decision per input line: record_id,
+    status (approved, rejected, review, completed, dead_letter), decided_by_stage,
+    failed_rules, reasons, results, data, audit, cost. A line that cannot be a record gets a
+    dead_letter answer (its reason as the dead-letter topic would say); the next line still
+    runs.
     """
-    from stream_engine.offline import OfflineEvaluator, decode_lines
+    from stream_engine.offline import OfflineEvaluator
 
     pipeline = _load(config, environment, allow_outside)
-    if stage is not None and stage not in [s.name for s in pipeline.plan.stages]:
-        raise ConfigError("--stage", f"unknown stage '{stage}'")
     evaluator = OfflineEvaluator(pipeline)
+    if stages:
+        evaluator.selection(stages)  # unknown stages are refused before any input is read
 
     async def run() -> None:
-        items = decode_lines(input_file)
-        answers = evaluator.stage_results(stage, items) if stage else evaluator.decisions(items)
+        answers = (
+            evaluator.stage_results(stages, input_file)
+            if stages
+            else evaluator.decisions(input_file)
+        )
         try:
             async for answer in answers:
                 _write_json(answer)

@@ -22,10 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.runtime.codec import record_key
 from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.kafka import KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.tools import as_json, record_key
+from stream_engine.runtime.tools import as_json
 from stream_engine.runtime.topics import pipeline_topics
 
 log = logging.getLogger(__name__)

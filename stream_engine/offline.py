@@ -2,65 +2,53 @@
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.core.decision import Decision
-from stream_engine.core.executor import Executor
 from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
-from stream_engine.core.state import DeadLetter, RecordState, iso_time
-from stream_engine.runtime.names import TopicNames, default_topic_names
+from stream_engine.core.state import iso_time
+from stream_engine.errors import ConfigError
+from stream_engine.runtime.codec import DLQ_PREFIX, Headers, Incoming, Rejected, record_key
+from stream_engine.runtime.integrity import EnvelopeAuth
+from stream_engine.runtime.names import TopicNames, default_topic_names, topic_names
+from stream_engine.runtime.processor import Outgoing, StageProcessor
+
+#: One input line: a JSON text (bytes or str), or a record (encoded as a producer would).
+Item = bytes | str | Mapping[str, Any]
 
 
 @dataclass(slots=True)
-class BadLine:
-    """An input line that is not a JSON object: it gets a dead-letter answer of its own."""
+class Answer:
+    """What became of one input record: its line number and the answer ``eval`` prints."""
 
-    number: int
-    reason: str
+    line: int
+    body: dict[str, Any]
 
 
-def decode_lines(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any] | BadLine]:
-    """JSON objects from JSON lines; blank lines are ignored, bad ones reported in place."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+def numbered(items: Iterable[Item]) -> Iterator[tuple[int, bytes]]:
+    """Each item as the bytes a producer would send, with its 1-based line number; blank
+    lines are skipped (their numbers are not reused)."""
+    for number, item in enumerate(items, 1):
+        if isinstance(item, Mapping):
+            yield number, orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS)
             continue
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield BadLine(number, f"not valid JSON: {exc}")
-            continue
-        if not isinstance(value, dict):
-            yield BadLine(number, f"not a JSON object but {type(value).__name__}")
-            continue
-        yield value
-
-
-def bad_line_answer(pipeline: PipelinePlan, bad: BadLine, stage: str) -> dict[str, Any]:
-    """What ``eval`` prints for a line it cannot decode (the Kafka runtime dead-letters it)."""
-    letter = DeadLetter(DeadLetterReason.DECODE_ERROR, stage, bad.reason)
-    return {
-        "record_id": f"line-{bad.number}",
-        "status": Status.DEAD_LETTER.value,
-        "decided_at": iso_time(time.time()),
-        "decided_by_stage": stage,
-        "reasons": [f"decode_error: {bad.reason}"],
-        "dead_letter": letter.to_dict(),
-        "pipeline": pipeline.name,
-        "config_version": pipeline.version,
-        "config_hash": pipeline.config_hash,
-    }
+        raw = item.encode() if isinstance(item, str) else item
+        if raw.strip():
+            yield number, raw.rstrip(b"\r\n")
 
 
 class OfflineEvaluator:
-    """Runs records through a compiled pipeline in-process, in batches, in input order."""
+    """Runs JSON lines through the pipeline exactly as the workers do, without a broker: each
+    line becomes a consumed message of the input topic (offset = line number, key as the
+    Client sets it), each stage's ``StageProcessor`` decodes, decides and encodes it, and what
+    a stage writes for the next one is read back from those bytes. What ``eval`` prints is
+    what the output topics would carry (a dead letter in decision form)."""
 
     def __init__(
         self,
@@ -72,80 +60,232 @@ class OfflineEvaluator:
         self.plan = pipeline.plan
         #: The decision time of every stage (CEL's ``now``, audit times); fixed in ``test`` cases.
         self.clock = clock
-        self.executor = Executor(pipeline.plan, worker="eval", clock=clock)
         self.batch_size = batch_size
+        self.topics = topic_names(pipeline.plan, pipeline.config.topics.names)
+        #: Signs and verifies the envelopes between the stages, as the workers' keys do.
+        self.auth = EnvelopeAuth.session() if pipeline.config.runtime.envelope_auth else None
+        self.processors = {
+            stage.name: StageProcessor(pipeline, stage, self.topics, "eval", self.auth, clock)
+            for stage in pipeline.plan.active_stages
+        }
 
-    def new_state(self, record: dict[str, Any]) -> RecordState:
-        """A fresh record state, its id from the configured key field. Rules write into the
-        state's data, so it gets its own copy: the caller's record is never changed."""
-        return RecordState.from_input(
-            copy.deepcopy(record), self.plan.key_field, self.plan.tenant_field
-        )
+    async def decisions(self, items: Iterable[Item]) -> AsyncIterator[dict[str, Any]]:
+        """One decision (as a dict) per input line, in input order."""
+        async for answer in self._answers(items, None):
+            yield answer.body
 
-    async def decisions(
-        self, items: Iterable[dict[str, Any] | BadLine]
+    async def stage_results(
+        self, stages: str | Sequence[str], items: Iterable[Item]
     ) -> AsyncIterator[dict[str, Any]]:
-        """One decision (as a dict) per input item, in order."""
-        first = self.plan.active_stages[0].name if self.plan.active_stages else ""
-        batch: list[dict[str, Any] | BadLine] = []
-        for item in items:
-            batch.append(item)
+        """Only the given stages (in pipeline order, seed 000's ``execute_single_stage``): per
+        line, the route and results of the last stage it reached."""
+        chosen = self.selection([stages] if isinstance(stages, str) else stages)
+        async for answer in self._answers(items, chosen):
+            yield answer.body
+
+    def selection(self, stages: Sequence[str]) -> list[StagePlan]:
+        """The named stages in pipeline order; ``ConfigError`` for one unknown or disabled."""
+        known = {stage.name: stage for stage in self.plan.stages}
+        for name in stages:
+            if name not in known:
+                raise ConfigError("--stage", f"unknown stage '{name}' (stages: {', '.join(known)})")
+            if name not in self.processors:
+                raise ConfigError("--stage", f"stage '{name}' is disabled")
+        return [stage for stage in self.plan.active_stages if stage.name in stages]
+
+    async def _answers(
+        self, items: Iterable[Item], chosen: list[StagePlan] | None
+    ) -> AsyncIterator[Answer]:
+        batch: list[tuple[int, bytes]] = []
+        for line in numbered(items):
+            batch.append(line)
             if len(batch) >= self.batch_size:
-                for answer in await self._batch(batch, first):
+                for answer in await self._batch(batch, chosen):
                     yield answer
                 batch = []
         if batch:
-            for answer in await self._batch(batch, first):
+            for answer in await self._batch(batch, chosen):
                 yield answer
 
     async def _batch(
-        self, batch: list[dict[str, Any] | BadLine], first: str
-    ) -> list[dict[str, Any]]:
-        states = [self.new_state(item) for item in batch if not isinstance(item, BadLine)]
-        decided = iter(await self.executor.run_records(states))
-        return [
-            bad_line_answer(self.plan, item, first)
-            if isinstance(item, BadLine)
-            else next(decided).to_dict()
-            for item in batch
-        ]
+        self, lines: list[tuple[int, bytes]], chosen: list[StagePlan] | None
+    ) -> list[Answer]:
+        """The lines' answers in input order, each stage run once on the batch like a worker."""
+        stamp = int(time.time() * 1000)
+        done: dict[int, dict[str, Any]] = {}
+        stages = chosen or self.plan.active_stages
+        pending = [self._message(number, raw, stamp) for number, raw in lines]
+        if chosen is not None and chosen[0].name != self.plan.active_stages[0].name:
+            pending = self._into(chosen, pending, done)
+        for position, stage in enumerate(stages):
+            report = await self.processors[stage.name].process(pending)
+            pending = []
+            for out in report.outgoing:
+                line = out.source.offset if out.source is not None else 0
+                following = stages[position + 1] if position + 1 < len(stages) else None
+                if following is not None and out.topic == self.topics.stage_inputs[following.name]:
+                    pending.append(self._hop(out, line, stamp))
+                elif chosen is not None:
+                    done[line] = self._stage_answer(stage, out)
+                else:
+                    done[line] = self._answer(stage, out)
+        return [Answer(number, done[number]) for number, _ in lines if number in done]
 
-    async def stage_results(
-        self, stage_name: str, items: Iterable[dict[str, Any] | BadLine]
-    ) -> AsyncIterator[dict[str, Any]]:
-        """One stage alone on each record (seed 000's ``execute_single_stage``)."""
-        stage = self.plan.stage(stage_name)
-        for item in items:
-            if isinstance(item, BadLine):
-                yield bad_line_answer(self.plan, item, stage_name)
+    def _message(self, number: int, raw: bytes, stamp: int) -> Incoming:
+        """An input line as the first stage would consume it."""
+        key = record_key(raw, self.plan.key_field)
+        return Incoming(self.topics.input, 0, number, stamp, key, raw, [])
+
+    def _hop(self, out: Outgoing, line: int, stamp: int) -> Incoming:
+        """What the next stage consumes of a message this one wrote: the same bytes."""
+        return Incoming(out.topic, 0, line, stamp, out.key, out.value, list(out.headers))
+
+    def _into(
+        self, chosen: list[StagePlan], messages: list[Incoming], done: dict[int, dict[str, Any]]
+    ) -> list[Incoming]:
+        """Input lines made into envelopes for a later stage run alone: a line that already
+        is one (from ``tail``) goes as it is, a plain record is first decoded as the first
+        stage would (size, schema and limits checked). A cross-stage dependency that neither
+        the chosen stages nor the envelope provide is refused (``ConfigError``)."""
+        first = self.plan.active_stages[0].name
+        codec = self.processors[first].codec
+        topic = self.topics.stage_inputs[chosen[0].name]
+        out = []
+        for message in messages:
+            value = message.value or b""
+            payload = _envelope_of(value)
+            if payload is None:
+                decoded = codec.decode(message, first, True)
+                if isinstance(decoded, Rejected):
+                    headers = codec.dead_letter_headers(
+                        decoded.letter, message, decoded.record_id, 1
+                    )
+                    done[message.offset] = self._letter(headers, message.offset)
+                    continue
+                value = codec.envelope(decoded)
+                results: Any = {}
+            else:
+                results = payload.get("results")
+            self._check_dependencies(chosen, results if isinstance(results, dict) else {})
+            headers = self.auth.seal(topic, value, []) if self.auth is not None else []
+            out.append(
+                Incoming(
+                    topic, 0, message.offset, message.timestamp_ms, message.key, value, headers
+                )
+            )
+        return out
+
+    def _check_dependencies(self, stages: list[StagePlan], results: Mapping[str, Any]) -> None:
+        """Refuse a partial run whose stages need a result of a stage that is not run and
+        that the record does not carry: the dependency would SKIP and mislead."""
+        chosen = {stage.name for stage in stages}
+        owner = {spec.rule_id: stage.name for stage in self.plan.stages for spec in stage.rules}
+        for stage in self.plan.active_stages:
+            if stage.name not in chosen:
                 continue
-            state = self.new_state(item)
-            outcome = await self.executor.run_stage(stage, state)
-            masker = self.executor.masker
-            data = masker.data(state.data) if masker and masker.mask_decisions else state.data
-            answer: dict[str, Any] = {
-                "record_id": state.record_id,
-                "stage": stage_name,
-                "route": outcome.route.value,
-                "reasons": outcome.reasons,
-                "results": {rule_id: r.to_dict() for rule_id, r in outcome.results},
-                "data": data,
-                "cost": state.cost_total,
-            }
-            if outcome.dead_letter is not None:
-                answer["dead_letter"] = outcome.dead_letter.to_dict()
-            yield answer
+            for spec in stage.rules:
+                for dep in spec.cross_stage_dependencies:
+                    if owner.get(dep) in chosen or dep in results:
+                        continue
+                    raise ConfigError(
+                        "--stage",
+                        f"rule '{spec.rule_id}' of stage '{stage.name}' needs the result of "
+                        f"'{dep}' (stage '{owner.get(dep)}'), which is not run: add --stage "
+                        f"{owner.get(dep)}, or give envelopes that carry it (stream-engine tail)",
+                    )
+
+    def _answer(self, stage: StagePlan, out: Outgoing) -> dict[str, Any]:
+        """A pipeline's answer for one record, from the message that ended its way."""
+        if out.topic != self.topics.dlq:
+            body: dict[str, Any] = orjson.loads(out.value)
+            return body
+        line = out.source.offset if out.source is not None else 0
+        letter = self._letter(out.headers, line)
+        if out.state is None or out.outcome is None:
+            return letter
+        decided = self.processors[stage.name].executor.decide(out.state, out.outcome)
+        if decided is None:
+            return letter
+        body = decided.to_dict()
+        body["dead_letter"] = letter["dead_letter"]
+        try:
+            orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:
+            return letter  # its results are what could not be written
+        return body
+
+    def _stage_answer(self, stage: StagePlan, out: Outgoing) -> dict[str, Any]:
+        """A partial run's answer: the route and results of the last stage the record ran."""
+        if out.topic == self.topics.dlq:
+            body = self._answer(stage, out)
+            body.setdefault("results", {})
+            body.setdefault("data", None)
+        else:
+            body = orjson.loads(out.value)
+        outcome = out.outcome
+        data = body.get("data")
+        masker = self.processors[stage.name].executor.masker
+        if isinstance(data, dict) and masker is not None and masker.mask_decisions:
+            data = masker.data(data)
+        cost = body.get("cost")
+        answer: dict[str, Any] = {
+            "record_id": body.get("record_id"),
+            "stage": stage.name,
+            "route": outcome.route.value if outcome is not None else Route.DEAD_LETTER.value,
+            "reasons": outcome.reasons if outcome is not None else body.get("reasons", []),
+            "results": body.get("results", {}),
+            "data": data,
+            "cost": cost.get("total", 0.0) if isinstance(cost, dict) else 0.0,
+        }
+        if "status" in body:
+            answer["status"] = body["status"]
+        if "dead_letter" in body:
+            answer["dead_letter"] = body["dead_letter"]
+        return answer
+
+    def _letter(self, headers: Headers, line: int) -> dict[str, Any]:
+        """A dead letter in decision form, from the headers the dead-letter topic carries."""
+        facts = {
+            k.removeprefix(DLQ_PREFIX): v.decode("utf-8", "replace")
+            for k, v in headers
+            if k.startswith(DLQ_PREFIX)
+        }
+        reason = facts.get("reason", DeadLetterReason.INTERNAL_ERROR.value)
+        message = facts.get("exception.message", "")
+        return {
+            "record_id": facts.get("record_id") or f"line-{line}",
+            "status": Status.DEAD_LETTER.value,
+            "decided_at": facts.get("failed_at") or iso_time(time.time()),
+            "decided_by_stage": facts.get("stage", ""),
+            "reasons": [f"{reason}: {message}"],
+            "dead_letter": {
+                "reason": reason,
+                "stage": facts.get("stage", ""),
+                "rule": facts.get("rule", ""),
+                "error_class": facts.get("exception.class", ""),
+                "message": message,
+                "attempt": int(facts.get("attempt") or 1),
+            },
+            "pipeline": self.plan.name,
+            "config_version": self.plan.version,
+            "config_hash": self.plan.config_hash,
+        }
 
 
-def decision_route(decision: Decision) -> Route:
-    """The route that produced a decision's status."""
-    return {
-        Status.APPROVED: Route.FORWARD,
-        Status.REJECTED: Route.REJECT,
-        Status.REVIEW: Route.REVIEW,
-        Status.COMPLETED: Route.COMPLETE,
-        Status.DEAD_LETTER: Route.DEAD_LETTER,
-    }[decision.status]
+def _envelope_of(value: bytes) -> dict[str, Any] | None:
+    """The JSON object of a line that is an envelope (``tail`` of a stage topic), else None."""
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    shaped = isinstance(payload, dict) and "record_id" in payload
+    if (
+        shaped
+        and isinstance(payload.get("results"), dict)
+        and isinstance(payload.get("data"), dict)
+    ):
+        return payload  # type: ignore[no-any-return]
+    return None
 
 
 def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict[str, Any]]:

@@ -75,6 +75,19 @@ def stable_id(value: bytes) -> str:
     return "rec-" + hashlib.sha256(value).hexdigest()[:32]
 
 
+def record_key(value: bytes, key_field: str | None) -> bytes | None:
+    """The Kafka key for a record: its id field when it is a JSON object that has one."""
+    if key_field is None:
+        return None
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(payload, dict) and payload.get(key_field) not in (None, ""):
+        return str(payload[key_field]).encode()
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TimestampWindow:
     """Producer timestamps believed for latency: at most ``ahead_s`` past the worker's clock

@@ -11,7 +11,9 @@ dead-lettered ``internal_error`` (a poison record); the rest of the batch is dec
 from __future__ import annotations
 
 import logging
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,11 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: Headers
+    #: The consumed message it answers (``eval`` maps answers back to its input lines).
+    source: Incoming | None = None
+    #: The stage outcome and record state behind it, when the record was decided.
+    outcome: StageOutcome | None = None
+    state: RecordState | None = None
 
 
 @dataclass(slots=True)
@@ -73,11 +80,12 @@ class StageProcessor:
         topics: TopicNames,
         worker: str,
         auth: EnvelopeAuth | None = FROM_CONFIG,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.pipeline = pipeline
         self.stage = stage
         self.topics = topics
-        self.executor = Executor(pipeline.plan, worker=worker)
+        self.executor = Executor(pipeline.plan, worker=worker, clock=clock)
         config = pipeline.config
         window = TimestampWindow(
             config.input.timestamps.max_ahead_s, config.input.timestamps.max_age_s
@@ -172,6 +180,7 @@ class StageProcessor:
             )
             report.outcomes.append(outcome)
             self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+            report.outgoing[-1].outcome, report.outgoing[-1].state = outcome, state
             return None
         except Exception as exc:  # noqa: BLE001 - an engine bug on one record: tried alone
             return exc
@@ -181,6 +190,7 @@ class StageProcessor:
                 DeadLetterReason.INTERNAL_ERROR, self.stage.name, "dead-lettered without a reason"
             )
             self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+            report.outgoing[-1].outcome, report.outgoing[-1].state = outcome, state
         elif decision is not None:
             report.decisions.append(decision)
         report.outgoing += out
@@ -197,9 +207,12 @@ class StageProcessor:
         decision = self.executor.decide(state, outcome)
         if decision is None:
             assert self.next_topic is not None
-            return [self._sealed(self.next_topic, key, self.codec.envelope(state), [])], None
-        topic = self.topics.for_output(STATUS_TOPIC[decision.status])
-        return [self._sealed(topic, key, self.codec.decision(decision), [])], decision
+            out = self._sealed(self.next_topic, key, self.codec.envelope(state), [])
+        else:
+            topic = self.topics.for_output(STATUS_TOPIC[decision.status])
+            out = self._sealed(topic, key, self.codec.decision(decision), [])
+        out.source, out.outcome, out.state = message, outcome, state
+        return [out], decision
 
     async def _alone(self, report: BatchReport, message: Incoming, error: Exception) -> None:
         """A record the engine failed on, tried again by itself from its original bytes (no
@@ -271,7 +284,9 @@ class StageProcessor:
         report.dead_letters.append(letter)
         headers = self.codec.dead_letter_headers(letter, message, record_id, attempt)
         key = record_id.encode() if record_id else message.key
-        report.outgoing.append(self._sealed(self.topics.dlq, key, message.value or b"", headers))
+        out = self._sealed(self.topics.dlq, key, message.value or b"", headers)
+        out.source = message
+        report.outgoing.append(out)
 
 
 def _attempt(state: RecordState) -> int:

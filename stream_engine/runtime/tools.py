@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_engine.errors import InputFileError
-from stream_engine.runtime.codec import DLQ_PREFIX
+from stream_engine.runtime.codec import DLQ_PREFIX, record_key
 from stream_engine.runtime.kafka import KafkaSettings, connected
 
 
@@ -72,19 +72,6 @@ def _text_lines(stream: BinaryIO) -> Iterator[str]:
         for line in chunk.splitlines(keepends=True):
             yield line.decode(encoding)
             encoding = "utf-8"
-
-
-def record_key(value: bytes, key_field: str | None) -> bytes | None:
-    """The Kafka key for a record: its id field when it is a JSON object that has one."""
-    if key_field is None:
-        return None
-    try:
-        payload = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(payload, dict) and payload.get(key_field) not in (None, ""):
-        return str(payload[key_field]).encode()
-    return None
 
 
 async def publish(
