@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from stream_engine.core.outcome import Outcome
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, needs_review, passed
 from stream_engine.core.rule import RuleContext
+from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
 from stream_engine.rules.fields import as_number
 
@@ -108,6 +110,10 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
                 components=shown,
             )
         score_value = round(total / weight_sum, 6)
+        if not math.isfinite(score_value):
+            raise RuleEvaluationError(
+                f"{p.score_field}: the score is {score_value}, a number JSON cannot carry"
+            )
         ctx.data[p.score_field] = score_value
         category = self._category(score_value)
         if p.category_field and category is not None:

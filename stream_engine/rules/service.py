@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stream_engine.core.expr import Expression
 from stream_engine.core.outcome import Outcome
+from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.core.service import GuardedService
@@ -108,8 +109,12 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         if verdict_ok or p.copy_on_fail:
             for key, field in p.response_fields.items():
                 if key in response:
-                    ctx.data[field] = response[key]
-        details = {key: response[key] for key in p.details_fields if key in response}
+                    ctx.data[field] = _carried(p.service, key, response[key])
+        details = {
+            key: _carried(p.service, key, response[key])
+            for key in p.details_fields
+            if key in response
+        }
         if self._complete is not None and self._complete.is_true(ctx.data, ctx.results, extra):
             return complete(f"{p.service}: completed early", **details)
         if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra):
@@ -118,3 +123,12 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         if verdict_ok:
             return passed(f"{p.service}: ok", **details)
         return failed(p.fail_message or f"{p.service}: check failed ({p.pass_when})", **details)
+
+
+def _carried(service: str, key: str, value: Any) -> Any:
+    """An answer's value as the next stage will read it; one JSON cannot carry (a simulated
+    answer's ``inf``) is an error of the rule, not a silent ``null``."""
+    try:
+        return record_value(value)
+    except NotJson as exc:
+        raise RuleEvaluationError(f"{service}: {key} of the answer: {exc}") from None

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from stream_engine.core.outcome import Outcome, Route
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.rule import RuleContext
-from stream_engine.errors import ServiceClientError, ServiceError
+from stream_engine.errors import RuleEvaluationError, ServiceClientError, ServiceError
 from stream_engine.rules.service import ServiceCheck, service_name
 from stream_engine.services.simulated import SimulatedService
 
@@ -333,3 +333,11 @@ async def test_a_simulated_service_failure_propagates_from_evaluate():
     rule = check(service)
     with pytest.raises(ServiceError, match="svc: down"):
         await rule.evaluate(RuleContext(record_id="r1", data={}, results={}))
+
+
+@pytest.mark.parametrize("where", ["response_fields", "details_fields"])
+async def test_an_answer_value_json_cannot_carry_is_an_error_of_the_rule(where):
+    value = {"risk": "risk_copy"} if where == "response_fields" else ["risk"]
+    rule = check(RecordingService({"risk": float("inf")}), **{where: value})
+    with pytest.raises(RuleEvaluationError, match="risk of the answer"):
+        await run(rule, {})

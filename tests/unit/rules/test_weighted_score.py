@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from stream_engine.core.outcome import Outcome, Route
 from stream_engine.core.result import Verdict
 from stream_engine.core.rule import RuleContext
-from stream_engine.errors import ExpressionError
+from stream_engine.errors import ExpressionError, RuleEvaluationError
 from stream_engine.rules.score import WeightedScore
 
 #: The risk aggregation of seed 000 (configs/customer_onboarding.yaml, risk_score).
@@ -266,3 +266,16 @@ def test_bad_component_params_are_rejected(components: dict[str, Any]):
 def test_min_components_must_be_positive():
     with pytest.raises(ValidationError):
         seed_rule(min_components=0)
+
+
+def test_a_score_json_cannot_carry_is_an_error_of_the_rule_not_a_null():
+    rule = seed_rule(
+        components={
+            "a": {"field": "amount", "weight": 1.0},
+            "b": {"field": "amount", "weight": 1.0},
+        },
+        categories=[{"name": "any"}],
+        review_categories=[],
+    )
+    with pytest.raises(RuleEvaluationError, match="JSON cannot carry"):
+        run(rule, {"amount": 1.5e308})  # each finite, their weighted sum is not
