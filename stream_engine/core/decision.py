@@ -50,6 +50,12 @@ class Decision:
         return self.state.record_id
 
     @property
+    def foreign_configs(self) -> set[str]:
+        """Hashes of other configurations that ran a stage of this record (a rollout)."""
+        own = self.config_hash
+        return {e.config_hash for e in self.state.audit if e.config_hash and e.config_hash != own}
+
+    @property
     def latency_ms(self) -> float:
         """Milliseconds from the record's arrival (its input timestamp) to this decision."""
         return max((self.decided_at - self.state.received_at) * 1000.0, 0.0)
@@ -81,6 +87,7 @@ class Decision:
             "pipeline": self.pipeline,
             "config_version": self.config_version,
             "config_hash": self.config_hash,
+            "config_mixed": bool(self.foreign_configs),
         }
         if state.tenant is not None:
             out["tenant"] = state.tenant

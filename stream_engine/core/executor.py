@@ -424,6 +424,8 @@ class Executor:
             (time.perf_counter() - started) * 1000.0,
             outcome.route,
             self.worker,
+            self.plan.version,
+            self.plan.config_hash,
         )
         state.audit.append(outcome.audit)
         return outcome

@@ -26,6 +26,9 @@ class AuditEntry:
     duration_ms: float
     route: Route
     worker: str
+    #: The configuration that ran the stage (a rollout can mix them across stages).
+    config_version: str = ""
+    config_hash: str = ""
     #: The wire form it was read from (an earlier stage's visit): written back unchanged.
     wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -39,6 +42,8 @@ class AuditEntry:
             "duration_ms": round(self.duration_ms, 3),
             "route": self.route.value,
             "worker": self.worker,
+            "config_version": self.config_version,
+            "config_hash": self.config_hash,
         }
 
 

@@ -75,6 +75,7 @@ def _merge(reports: Iterable[BatchReport]) -> BatchReport:
         merged.outcomes += report.outcomes
         merged.decisions += report.decisions
         merged.dead_letters += report.dead_letters
+        merged.poison += report.poison
     return merged
 
 

@@ -247,6 +247,8 @@ class Codec:
                     float(a["duration_ms"]),
                     ROUTE_BY_VALUE[a["route"]],
                     a["worker"],
+                    str(a.get("config_version") or ""),
+                    str(a.get("config_hash") or ""),
                     a,
                 )
                 for a in envelope.get("audit", [])

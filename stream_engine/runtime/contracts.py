@@ -42,6 +42,8 @@ class AuditModel(_Contract):
     duration_ms: float = Field(ge=0)
     route: RouteName
     worker: str
+    config_version: str | None = Field(None, description="the configuration that ran the stage")
+    config_hash: str | None = None
 
 
 class CostModel(_Contract):
@@ -114,6 +116,9 @@ class DecisionModel(_Contract):
     pipeline: str
     config_version: str
     config_hash: str
+    config_mixed: bool = Field(
+        False, description="true when a stage of the record ran under another configuration"
+    )
     tenant: str | None = None
     source: SourceModel | None = None
     trace: str | None = None

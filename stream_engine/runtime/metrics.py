@@ -75,6 +75,8 @@ SPECS: tuple[Spec, ...] = (
          "The running pipeline configuration (value 1); envelope_auth is on or off"),
     Spec("poison_records", "counter", ("pipeline", "stage"),
          "Records dead-lettered after an internal error on every attempt"),
+    Spec("config_mixed_decisions", "counter", ("pipeline",),
+         "Decisions whose stages ran under different configurations (a rollout)"),
 )  # fmt: skip
 
 #: Metric names as Prometheus shows them (counters end in ``_total``).
@@ -167,6 +169,8 @@ class Metrics(Collector):
         for decision in decisions:
             status = decision.status.value
             self.inc("decisions", (pipeline, status))
+            if decision.foreign_configs:
+                self.inc("config_mixed_decisions", (pipeline,))
             self.observe("decision_latency_seconds", (pipeline, status), decision.latency_ms / 1e3)
         for letter in dead_letters:
             self.inc("dead_letters", (pipeline, letter.stage or stage, letter.reason.value))
@@ -179,6 +183,7 @@ class Metrics(Collector):
         """Series a stage exports from its start, at 0, so a rate over them means something
         before the first event (rare ones: poison records)."""
         self.values["poison_records"][(pipeline, stage)] += 0.0
+        self.values["config_mixed_decisions"][(pipeline,)] += 0.0
 
     def service_call(self, service: str, outcome: str) -> None:
         """A ``CallObserver`` for ``GuardedService``."""

@@ -96,6 +96,8 @@ class StageProcessor:
         #: Signs what this stage writes and verifies the envelopes it reads (None: off).
         self.auth: EnvelopeAuth | None = envelope_auth(pipeline) if auth is FROM_CONFIG else auth
         self.attempts = config.runtime.poison_attempts
+        #: Other configurations' hashes already warned about.
+        self._mixed: set[str] = set()
         active = [s.name for s in pipeline.plan.active_stages]
         self.first = active[0] == stage.name
         position = active.index(stage.name)
@@ -193,6 +195,8 @@ class StageProcessor:
             report.outgoing[-1].outcome, report.outgoing[-1].state = outcome, state
         elif decision is not None:
             report.decisions.append(decision)
+            if decision.foreign_configs:
+                self._warn_mixed(decision)
         report.outgoing += out
         return None
 
@@ -213,6 +217,23 @@ class StageProcessor:
             out = self._sealed(topic, key, self.codec.decision(decision), [])
         out.source, out.outcome, out.state = message, outcome, state
         return [out], decision
+
+    def _warn_mixed(self, decision: Decision) -> None:
+        """Say once per configuration that earlier stages ran another one (a rollout, or a
+        stage left behind); ``config_mixed_decisions_total`` counts every such decision."""
+        new = decision.foreign_configs - self._mixed
+        if not new:
+            return
+        self._mixed |= new
+        log.warning(
+            "stage %s: record %s was decided under configuration %s (version %s), but earlier "
+            "stages ran %s; its decision says config_mixed: true",
+            self.stage.name,
+            decision.record_id,
+            decision.config_hash,
+            decision.config_version,
+            ", ".join(sorted(new)),
+        )
 
     async def _alone(self, report: BatchReport, message: Incoming, error: Exception) -> None:
         """A record the engine failed on, tried again by itself from its original bytes (no
