@@ -397,15 +397,17 @@ def case_registry() -> Registry[Any]:
 def with_stand_ins(
     effective: EffectiveConfig, stand_ins: Mapping[str, StandInParams]
 ) -> EffectiveConfig:
-    """The configuration with each named service replaced by a stand-in; its timeout, retry
-    and circuit breaker stay as configured."""
+    """The configuration with each named service replaced by a stand-in behind the same
+    timeout, retry attempts and circuit breaker. Its retries are not waited for (no backoff):
+    a stand-in answers the same every time, so waiting would only slow the test down."""
     if not stand_ins:
         return effective
     data = copy.deepcopy(effective.data)
     for name, params in stand_ins.items():
-        data["services"][name].update(
-            {"class": STAND_IN_CLASS, "params": params.model_dump(exclude_none=True)}
-        )
+        body = data["services"][name]
+        body.update({"class": STAND_IN_CLASS, "params": params.model_dump(exclude_none=True)})
+        if isinstance(body.get("retry"), dict):
+            body["retry"] = {**body["retry"], "backoff_s": 0.0}
     return dataclasses.replace(effective, data=data)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import yaml
@@ -194,6 +195,15 @@ def test_every_expect_key_is_documented_in_the_help():
         assert key in text
 
 
+def test_every_expect_key_and_case_key_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("### Configuration tests") :]
+    for key in Expect.model_fields:
+        assert f"| `{key}` |" in section, key
+    for key in ("`services`", "`now`", "`stage`", "`environment`", "{timeout: true}"):
+        assert key in section, key
+
+
 def test_the_record_id_can_be_checked(tmp_path):
     result = run_test(
         tmp_path, [case("right", ALICE, record_id="A-1"), case("wrong", ALICE, record_id="A-2")]
@@ -253,6 +263,22 @@ def test_a_case_can_make_a_service_time_out_without_waiting_for_it(tmp_path):
     result = run_test(tmp_path, [timing_out])
     assert result.exit_code == 0, result.stdout
     assert time.perf_counter() - began < 2.0  # the service's timeout_s is 2 s, twice (retry)
+
+
+def test_the_retries_of_a_stand_in_are_not_waited_for(tmp_path):
+    patient = yaml.safe_load(yaml.safe_dump(PIPELINE))
+    patient["services"]["kyc"]["retry"] = {"attempts": 3, "backoff_s": 10}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(patient))
+    cases = tmp_path / "cases.yaml"
+    down = {
+        **case("down", ALICE, status="dead_letter", reasons_contain=["refused"]),
+        "services": {"kyc": {"error": "refused"}},
+    }
+    cases.write_text(yaml.safe_dump({"cases": [down]}))
+    began = time.perf_counter()
+    result = CliRunner().invoke(main, ["test", str(tmp_path / "pipeline.yaml"), str(cases)])
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - began < 10
 
 
 def test_a_service_entry_with_both_an_error_and_a_timeout_is_refused(tmp_path):
