@@ -1,21 +1,51 @@
 """Configuration unit tests (``stream-engine test``): each case is an input record and what the
-pipeline must decide about it, so the people who own the rules can test them without code."""
+pipeline must decide about it, so the people who own the rules can test them without code.
+
+Every case runs on a pipeline compiled for it alone (fresh services, circuit breakers and
+state), through ``OfflineEvaluator`` - what ``eval`` runs. A case may fix the decision time
+(``now``) and stand in for services (``services``): answer a given response, fail, or time out.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
-from stream_engine.config.compiler import CompiledPipeline
-from stream_engine.config.source import format_location, read_source
-from stream_engine.core.executor import Executor
-from stream_engine.core.state import RecordState
-from stream_engine.errors import ConfigError, ConfigErrors
+from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
+from stream_engine.config.loader import EffectiveConfig
+from stream_engine.config.source import PathKey, Source, format_location, read_source
+from stream_engine.core.registry import Registry
+from stream_engine.errors import ConfigError, ConfigErrors, ServiceError
+from stream_engine.offline import OfflineEvaluator
+from stream_engine.rules import RULES
+from stream_engine.services import SERVICES
+from stream_engine.services.base import ConfiguredService, ServiceParams
 
 _MISSING = object()
+
+#: The service class a case's ``services`` entry compiles to; no pipeline file can name it.
+STAND_IN_CLASS = "stream-engine test stand-in"
+
+#: The keys a ``services`` entry of a case may use to fail or to answer explicitly; a mapping
+#: with any other key is the answer itself.
+STAND_IN_KEYS = frozenset({"answer", "error", "timeout"})
 
 
 class Expect(BaseModel):
@@ -23,17 +53,87 @@ class Expect(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    status: Literal["approved", "rejected", "review", "completed", "dead_letter"] | None = None
-    decided_by_stage: str | None = None
-    failed_rules: list[str] | dict[str, list[str]] | None = None
-    outcomes: dict[str, Literal["PASS", "FAIL", "SKIP", "ERROR"]] = Field(default_factory=dict)
-    not_evaluated: list[str] = Field(default_factory=list)
-    data: dict[str, Any] = Field(default_factory=dict)
-    absent_fields: list[str] = Field(default_factory=list)
-    reasons_contain: list[str] = Field(default_factory=list)
-    dead_letter_reason: str | None = None
-    route: Literal["forward", "reject", "review", "complete", "dead_letter"] | None = None
-    max_cost: float | None = None
+    status: Literal["approved", "rejected", "review", "completed", "dead_letter"] | None = Field(
+        None, description="the decision's status: approved, rejected, review, completed..."
+    )
+    route: Literal["forward", "reject", "review", "complete", "dead_letter"] | None = Field(
+        None, description="the route: forward, reject, review, complete, dead_letter"
+    )
+    record_id: str | None = Field(None, description="the record id (from input.key_field)")
+    decided_by_stage: str | None = Field(None, description="the stage that decided")
+    failed_rules: list[str] | dict[str, list[str]] | None = Field(
+        None,
+        description="exactly these failed: a list of rules, or stage -> rules ([]: none)",
+    )
+    outcomes: dict[str, Literal["PASS", "FAIL", "SKIP", "ERROR"]] = Field(
+        default_factory=dict, description="rule -> PASS, FAIL, SKIP or ERROR"
+    )
+    not_evaluated: list[str] = Field(
+        default_factory=list, description="rules that did not run; stages none of whose rules ran"
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="field (a dotted path: address.city) -> its value in the output record",
+    )
+    absent_fields: list[str] = Field(
+        default_factory=list, description="fields (dotted paths) the output record must not have"
+    )
+    reasons_contain: list[str] = Field(
+        default_factory=list, description="texts each found in the decision's reasons"
+    )
+    dead_letter_reason: str | None = Field(
+        None, description="the dead letter's reason (rule_error, timeout, circuit_open, ...)"
+    )
+    max_cost: float | None = Field(None, description="the total rule cost is at most this")
+
+
+def expect_keys_help() -> list[tuple[str, str]]:
+    """Each expect key with its one-line meaning (``stream-engine test --help``)."""
+    return [(name, info.description or "") for name, info in Expect.model_fields.items()]
+
+
+class StandInParams(ServiceParams):
+    """What a service does in one case: answer ``answer``, fail with ``error``, or time out."""
+
+    answer: dict[str, Any] | None = None
+    error: str | None = None
+    timeout: Literal[True] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """A mapping without the reserved keys is the answer itself (``{verified: false}``)."""
+        if isinstance(value, dict) and not set(value) <= STAND_IN_KEYS:
+            return {"answer": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> StandInParams:
+        given = [k for k in ("answer", "error", "timeout") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of answer, error or timeout: true")
+        return self
+
+
+class StandInService(ConfiguredService):
+    """A case's stand-in for a configured service, behind that service's own timeout, retry
+    and circuit breaker. It answers at once: a timeout is raised, not waited for."""
+
+    Params = StandInParams
+    may_suspend = False
+
+    def __init__(self, name: str, params: StandInParams) -> None:
+        super().__init__(name, params)
+        self.params: StandInParams = params
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The case's answer; its error as a ``ServiceError``; its timeout as ``TimeoutError``
+        (which the guard reports exactly as a service that ran past ``timeout_s``)."""
+        if self.params.timeout:
+            raise TimeoutError("stand-in timeout")
+        if self.params.error is not None:
+            raise ServiceError(f"service '{self.name}': {self.params.error}")
+        return copy.deepcopy(self.params.answer or {})
 
 
 class Case(BaseModel):
@@ -44,17 +144,26 @@ class Case(BaseModel):
     name: str
     input: dict[str, Any]
     stage: str | None = None
+    now: AwareDatetime | None = None
+    services: dict[str, StandInParams] = Field(default_factory=dict)
     expect: Expect
 
 
 class CaseFile(BaseModel):
-    """A file of cases; ``environment`` picks the overlay the cases were written for."""
+    """A file of cases; ``environment`` picks the overlay the cases were written for, ``now``
+    is the decision time of every case that does not set its own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     environment: str | None = None
     description: str = ""
+    now: AwareDatetime | None = None
     cases: list[Case] = Field(min_length=1)
+    _source: Source | None = PrivateAttr(None)
+
+    def line_of(self, path: PathKey) -> int | None:
+        """The line where ``path`` of the file was written (None when unknown)."""
+        return self._source.line_of(path) if self._source is not None else None
 
 
 @dataclass
@@ -74,13 +183,141 @@ def load_cases(path: str | Path) -> CaseFile:
     """Read and validate a cases file; errors are located like config errors."""
     source = read_source(path)
     try:
-        return CaseFile.model_validate(source.data)
+        cases = CaseFile.model_validate(source.data)
     except ValidationError as exc:
         errors = []
         for item in exc.errors(include_url=False):
             loc = tuple(item["loc"])
-            errors.append(ConfigError(format_location(loc), str(item["msg"]), source.line_of(loc)))
+            message = str(item["msg"]).removeprefix("Value error, ")
+            errors.append(ConfigError(format_location(loc), message, source.line_of(loc)))
         raise ConfigErrors(errors) from None
+    cases._source = source
+    return cases
+
+
+# -- names an expectation may use -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The stages, rules (disabled ones included) and services a pipeline defines."""
+
+    stages: dict[str, list[str]]
+    services: list[str]
+
+    @classmethod
+    def of(cls, pipeline: CompiledPipeline) -> _Names:
+        stages = {name: list(stage.rules) for name, stage in pipeline.config.stages.items()}
+        return cls(stages, list(pipeline.config.services))
+
+    @property
+    def rules(self) -> list[str]:
+        return [rule for rules in self.stages.values() for rule in rules]
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (defined: {', '.join(known)})"
+    return f"unknown {kind} '{name}'{hint}"
+
+
+def _case_problems(case: Case, names: _Names) -> list[tuple[PathKey, str]]:
+    """Every name in ``case`` the pipeline does not define, with its path inside the case."""
+    out: list[tuple[PathKey, str]] = []
+    expect = case.expect
+    stages, rules = list(names.stages), names.rules
+    if case.stage is not None and case.stage not in names.stages:
+        out.append((("stage",), _unknown("stage", case.stage, stages)))
+    for service in case.services:
+        if service not in names.services:
+            out.append((("services", service), _unknown("service", service, names.services)))
+    if expect.decided_by_stage is not None and expect.decided_by_stage not in names.stages:
+        path: PathKey = ("expect", "decided_by_stage")
+        out.append((path, _unknown("stage", expect.decided_by_stage, stages)))
+    for rule in expect.outcomes:
+        if rule not in rules:
+            out.append((("expect", "outcomes", rule), _unknown("rule", rule, rules)))
+    for i, name in enumerate(expect.not_evaluated):
+        if name not in rules and name not in names.stages:
+            path = ("expect", "not_evaluated", i)
+            out.append((path, _unknown("rule or stage", name, [*rules, *stages])))
+    out.extend(_failed_rules_problems(expect.failed_rules, names))
+    return out
+
+
+def _failed_rules_problems(
+    failed: list[str] | dict[str, list[str]] | None, names: _Names
+) -> list[tuple[PathKey, str]]:
+    out: list[tuple[PathKey, str]] = []
+    if isinstance(failed, list):
+        for i, rule in enumerate(failed):
+            if rule not in names.rules:
+                out.append((("expect", "failed_rules", i), _unknown("rule", rule, names.rules)))
+        return out
+    for stage, stage_rules in (failed or {}).items():
+        if stage not in names.stages:
+            path: PathKey = ("expect", "failed_rules", stage)
+            out.append((path, _unknown("stage", stage, names.stages)))
+            continue
+        for i, rule in enumerate(stage_rules):
+            if rule not in names.stages[stage]:
+                message = _unknown(f"rule of stage {stage}", rule, names.stages[stage])
+                out.append((("expect", "failed_rules", stage, i), message))
+    return out
+
+
+def _timeout_problems(case: Case, pipeline: CompiledPipeline) -> list[tuple[PathKey, str]]:
+    """A service without a timeout cannot time out: such a stand-in is refused."""
+    return [
+        (("services", name, "timeout"), f"service '{name}' has no timeout_s: it cannot time out")
+        for name, stand_in in case.services.items()
+        if stand_in.timeout
+        and name in pipeline.services
+        and pipeline.services[name].timeout_s is None
+    ]
+
+
+def check_cases(pipeline: CompiledPipeline, cases: CaseFile) -> None:
+    """Refuse, before any case runs, a file whose expectations name stages, rules or services
+    the pipeline does not define: such a check could pass without testing anything.
+
+    Raises ``ConfigErrors`` with every problem located. Fields (``data``, ``absent_fields``)
+    are not checked: a record may carry any field (see ``field_warnings``)."""
+    names = _Names.of(pipeline)
+    errors = []
+    for i, case in enumerate(cases.cases):
+        for path, message in [*_case_problems(case, names), *_timeout_problems(case, pipeline)]:
+            where: PathKey = ("cases", i, *path)
+            errors.append(ConfigError(format_location(where), message, cases.line_of(where)))
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def field_warnings(pipeline: CompiledPipeline, cases: CaseFile) -> list[str]:
+    """``absent_fields`` that can never be present - in neither the case's input nor any
+    rule's ``provides`` - so the check cannot fail (a misspelt field, most likely)."""
+    provided = {
+        name.split(".")[0]
+        for stage in pipeline.plan.stages
+        for spec in stage.rules
+        for name in spec.provides
+    }
+    out = []
+    for i, case in enumerate(cases.cases):
+        for j, dotted in enumerate(case.expect.absent_fields):
+            top = dotted.split(".")[0]
+            if top not in case.input and top not in provided:
+                where = format_location(("cases", i, "expect", "absent_fields", j))
+                line = cases.line_of(("cases", i, "expect", "absent_fields", j))
+                out.append(
+                    f"{where}: '{dotted}' is neither in the case's input nor provided by a rule: "
+                    f"this check cannot fail" + (f" (line {line})" if line else "")
+                )
+    return out
+
+
+# -- running ----------------------------------------------------------------------------------
 
 
 def _flatten(failed: dict[str, list[str]]) -> list[str]:
@@ -105,6 +342,7 @@ def compare(expect: Expect, answer: dict[str, Any], stages: list[str]) -> list[s
             problems.append(f"{label}: expected {wanted!r}, got {got!r}")
 
     check("status", expect.status, answer.get("status"))
+    check("record_id", expect.record_id, answer.get("record_id"))
     check("decided_by_stage", expect.decided_by_stage, answer.get("decided_by_stage"))
     check("route", expect.route, answer.get("route"))
     failed = answer.get("failed_rules")
@@ -146,31 +384,78 @@ def compare(expect: Expect, answer: dict[str, Any], stages: list[str]) -> list[s
     return problems
 
 
-async def run_cases(pipeline: CompiledPipeline, cases: CaseFile) -> list[CaseResult]:
-    """Evaluate every case on a fresh executor and compare."""
-    executor = Executor(pipeline.plan, worker="test")
-    stage_names = [stage.name for stage in pipeline.plan.stages]
+def case_registry() -> Registry[Any]:
+    """The service classes a case's pipeline compiles with: the built-in and plugged-in ones,
+    and the stand-in (which a pipeline file cannot name: it is not in ``SERVICES``)."""
+    registry: Registry[Any] = Registry("service")
+    for name in SERVICES.names():
+        registry.add(name, SERVICES.get(name))
+    registry.add(STAND_IN_CLASS, StandInService)
+    return registry
+
+
+def with_stand_ins(
+    effective: EffectiveConfig, stand_ins: Mapping[str, StandInParams]
+) -> EffectiveConfig:
+    """The configuration with each named service replaced by a stand-in behind the same
+    timeout, retry attempts and circuit breaker. Its retries are not waited for (no backoff):
+    a stand-in answers the same every time, so waiting would only slow the test down."""
+    if not stand_ins:
+        return effective
+    data = copy.deepcopy(effective.data)
+    for name, params in stand_ins.items():
+        body = data["services"][name]
+        body.update({"class": STAND_IN_CLASS, "params": params.model_dump(exclude_none=True)})
+        if isinstance(body.get("retry"), dict):
+            body["retry"] = {**body["retry"], "backoff_s": 0.0}
+    return dataclasses.replace(effective, data=data)
+
+
+def _clock(moment: datetime | None) -> Callable[[], float]:
+    """The decision time of a case: ``moment`` fixed, or the wall clock."""
+    if moment is None:
+        return time.time
+    epoch = moment.timestamp()
+    return lambda: epoch
+
+
+async def run_case(
+    effective: EffectiveConfig,
+    case: Case,
+    now: datetime | None = None,
+    registry: Registry[Any] | None = None,
+    allow_outside: bool = False,
+) -> dict[str, Any]:
+    """``case``'s answer from a pipeline compiled for it alone: its decision, or with
+    ``stage`` that stage's result, as ``eval`` prints them."""
+    pipeline = compile_pipeline(
+        with_stand_ins(effective, case.services),
+        RULES,
+        registry or case_registry(),
+        allow_outside=allow_outside,
+    )
+    try:
+        evaluator = OfflineEvaluator(pipeline, clock=_clock(case.now or now))
+        record = dict(case.input)
+        if case.stage is not None:
+            answers = [a async for a in evaluator.stage_results(case.stage, [record])]
+        else:
+            answers = [d async for d in evaluator.decisions([record])]
+        return answers[0]
+    finally:
+        await pipeline.close()
+
+
+async def run_cases(
+    pipeline: CompiledPipeline, cases: CaseFile, allow_outside: bool = False
+) -> list[CaseResult]:
+    """Check the file's names against ``pipeline``, then run each case on its own freshly
+    compiled copy of it and compare."""
+    check_cases(pipeline, cases)
+    registry = case_registry()
+    stage_names = list(pipeline.config.stages)
     out = []
     for case in cases.cases:
-        state = RecordState.from_input(
-            dict(case.input), pipeline.plan.key_field, pipeline.plan.tenant_field
-        )
-        if case.stage is not None:
-            if case.stage not in stage_names:
-                out.append(CaseResult(case.name, [f"unknown stage {case.stage!r}"]))
-                continue
-            outcome = await executor.run_stage(pipeline.plan.stage(case.stage), state)
-            masker = executor.masker
-            data = masker.data(state.data) if masker and masker.mask_decisions else state.data
-            answer: dict[str, Any] = {
-                "route": outcome.route.value,
-                "reasons": outcome.reasons,
-                "results": {rule: r.to_dict() for rule, r in outcome.results},
-                "data": data,  # as `eval --stage` prints it
-                "cost": state.cost_total,
-                "dead_letter": outcome.dead_letter.to_dict() if outcome.dead_letter else None,
-            }
-        else:
-            answer = (await executor.run_record(state)).to_dict()
+        answer = await run_case(pipeline.effective, case, cases.now, registry, allow_outside)
         out.append(CaseResult(case.name, compare(case.expect, answer, stage_names)))
     return out

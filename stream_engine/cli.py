@@ -266,7 +266,25 @@ def eval_(
     asyncio.run(run())
 
 
-@main.command()
+def _test_epilog() -> str:
+    """The cases-file format for ``test --help``: file keys, case keys, every expect key."""
+    from stream_engine.casetest import expect_keys_help
+
+    width = max(len(name) for name, _ in expect_keys_help())
+    expect = "\n".join(f"  {name:<{width}}  {text}" for name, text in expect_keys_help())
+    return (
+        "\b\nCases file (YAML): environment (overlay to load), description, now (default\n"
+        "decision time, ISO-8601 with a zone), cases (a list).\n"
+        "\b\nA case: name, input (the record), stage (run that stage alone), now (its decision\n"
+        "time), services (name -> its answer for this case: a mapping such as {verified:\n"
+        'false}, or {answer: {...}}, {error: "text"} to fail, {timeout: true} to time out),\n'
+        "expect. Each case runs on a freshly compiled pipeline (new services, breakers, state).\n"
+        f"\b\nexpect keys (each optional; only what is given is checked):\n{expect}\n"
+        "\b\nA stage, rule or service name the pipeline does not define is an error of the file."
+    )
+
+
+@main.command(epilog=_test_epilog())
 @CONFIG_ARG
 @click.argument("cases_file", metavar="CASES", type=click.Path(dir_okay=False, path_type=Path))
 @ENV_OPTION
@@ -279,14 +297,17 @@ def test(
     """Run configuration test cases: each case is an input record with the expected status,
     deciding stage, failed rules, rule outcomes and field values. One line per case; exit 1
     if any fails."""
-    from stream_engine.casetest import load_cases, run_cases
+    from stream_engine.casetest import check_cases, field_warnings, load_cases, run_cases
 
     cases = load_cases(cases_file)
     pipeline = _load(config, environment or cases.environment, allow_outside)
+    check_cases(pipeline, cases)
+    for warning in field_warnings(pipeline, cases):
+        err.print(f"warning: {warning}", markup=False)
 
     async def run() -> list[Any]:
         try:
-            return await run_cases(pipeline, cases)
+            return await run_cases(pipeline, cases, allow_outside)
         finally:
             await pipeline.close()
 
