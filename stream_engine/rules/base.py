@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticUndefined
 
 from stream_engine.config.models import CelSource as CelSource  # rules import it from here
 from stream_engine.core.registry import Registry
@@ -54,6 +55,12 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def field_param(*aliases: str) -> Any:
-    """A ``field`` param that also accepts seed 000's spelling (``field_name``) and others."""
-    return Field(validation_alias=AliasChoices("field", "field_name", *aliases))
+def field_param(*aliases: str, description: str, default: Any = PydanticUndefined) -> Any:
+    """A ``field`` param that also accepts seed 000's spelling (``field_name``) and others;
+    the description says so."""
+    names = ", ".join(("field_name", *aliases))
+    return Field(
+        default,
+        validation_alias=AliasChoices("field", "field_name", *aliases),
+        description=f"{description} (also: {names})",
+    )
