@@ -7,7 +7,6 @@ from typing import Any
 
 from stream_engine.core.outcome import OUTCOME_BY_VALUE, ROUTE_BY_VALUE, Outcome, Route
 
-
 #: Significant digits a float keeps where people read it: enough for any real cost, too few
 #: for binary noise (0.1 + 0.1 + 0.1 = 0.30000000000000004 is shown as 0.3).
 DISPLAY_DIGITS = 12

@@ -20,6 +20,7 @@ from stream_engine.rules.base import (
     RuleParams,
     field_param,
     is_missing,
+    one_field,
     register_rule,
 )
 
@@ -45,14 +46,19 @@ class RequiredFieldsParams(RuleParams):
     fields: list[str] = Field(
         min_length=1,
         validation_alias=AliasChoices("fields", "required_fields"),
-        description="the fields that must be present and not null or blank "
-        "(seed 000: required_fields)",
+        description="the fields that must be present and not null or blank (also: "
+        "required_fields; one field as field or field_name)",
     )
     field_descriptions: dict[str, str] = Field(
         default_factory=dict,
         description="field → text shown in the details for that field when it is missing "
         "(default: \"Field 'x' is required\")",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_field(cls, raw: Any) -> Any:
+        return one_field(raw, "fields")
 
 
 @register_rule("RequiredFields")

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from stream_engine.core.result import Verdict, passed, skipped
 from stream_engine.core.rule import RuleContext
-from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
+from stream_engine.rules.base import (
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    one_field,
+    register_rule,
+)
 
 _SPACES = re.compile(r"\s+")
 
@@ -17,7 +23,7 @@ _SPACES = re.compile(r"\s+")
 class TrimParams(RuleParams):
     fields: list[str] = Field(
         min_length=1,
-        validation_alias=AliasChoices("fields", "field_names", "field", "field_name"),
+        validation_alias=AliasChoices("fields", "field_names"),
         description="the text fields to trim (also: field_names; one field as field or field_name)",
     )
     collapse_spaces: bool = Field(
@@ -30,11 +36,10 @@ class TrimParams(RuleParams):
         default_factory=list, description="fields to lower-case too (trimmed as well)"
     )
 
-    @field_validator("fields", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _one_field(cls, value: Any) -> Any:
-        """Seed 000 names one field per rule (``field_name: name``): a list of one."""
-        return [value] if isinstance(value, str) else value
+    def _one_field(cls, raw: Any) -> Any:
+        return one_field(raw, "fields")
 
 
 @register_rule("TrimWhitespace")
