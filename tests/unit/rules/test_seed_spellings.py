@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from rule_helpers import check, make
 
+from stream_engine.errors import ConfigErrors
 from stream_engine.pipeline import load_pipeline
 from stream_engine.rules import RULES
 
@@ -100,3 +101,19 @@ def test_a_pipeline_in_seed_000s_spellings_loads_with_their_meanings(tmp_path: P
     kyc = next(r for r in plan.stage("data_quality").rules if r.rule_id == "kyc_check")
     assert kyc.timeout_s == 3
     assert pipeline.config.services["kyc"].timeout_s == 4
+
+
+def test_a_key_given_in_both_spellings_says_so_rather_than_unknown_key(tmp_path: Path):
+    path = tmp_path / "seed.yaml"
+    path.write_text(
+        SEED_PIPELINE.replace("    timeout_seconds: 10\n", "    timeout_s: 10\n")
+        + "environments:\n  development:\n    stages: {preprocessing: {timeout_seconds: 5}}\n"
+    )
+
+    with pytest.raises(ConfigErrors) as raised:
+        load_pipeline(path, "development")
+
+    assert [str(e).split(" (line")[0] for e in raised.value.errors] == [
+        "stages.preprocessing.timeout_seconds: another spelling of 'timeout_s', which is given "
+        "too (an environment overlay in the other spelling?): keep one"
+    ]
