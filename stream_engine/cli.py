@@ -852,39 +852,60 @@ def dlq_replay(
         raise StreamEngineError(f"{names.dlq}: stopped short, no progress: {stalled}")
 
 
-@main.command()
-@click.option(
+CATALOGUE_FORMAT_OPTION = click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="A table per class, or JSON (name → description, params, required).",
 )
-def rules(fmt: str) -> None:
-    """List the rule classes a pipeline can name, with their parameters."""
-    from stream_engine.rules import RULES
 
-    catalogue: dict[str, dict[str, Any]] = {}
-    for name in RULES.names():
-        cls = RULES.get(name)
-        schema = cls.Params.model_json_schema()
-        catalogue[name] = {
-            "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
-            "params": sorted(schema.get("properties", {})),
-            "required": sorted(schema.get("required", [])),
-        }
+
+def _print_catalogue(kind: str, catalogue: dict[str, dict[str, Any]], fmt: str) -> None:
+    """Each class's whole description, then a table of its params: type, default, meaning."""
     if fmt == "json":
         _write_json(catalogue)
         return
-    table = Table(title="rule classes")
-    table.add_column("class")
-    table.add_column("params (* required)", overflow="fold")
-    table.add_column("what it does", overflow="fold")
     for name, info in catalogue.items():
-        params = ", ".join(p + ("*" if p in info["required"] else "") for p in info["params"])
-        table.add_row(name, params, info["description"])
-    out.print(table)
+        out.print(f"[bold]{name}[/bold] ({kind} class)")
+        out.print(info["description"] or "(no description)", markup=False)
+        table = Table(show_edge=False, pad_edge=False)
+        table.add_column("param", no_wrap=True)
+        table.add_column("type", overflow="fold")
+        table.add_column("default", overflow="fold")
+        table.add_column("meaning", overflow="fold")
+        for param, p in info["params"].items():
+            default = "required" if p["required"] else orjson.dumps(p["default"]).decode()
+            table.add_row(param, p["type"], default, p["description"], style=None)
+        out.print(table)
+        out.print()
+
+
+@main.command()
+@click.argument("name", required=False)
+@CATALOGUE_FORMAT_OPTION
+@boundary
+def rules(name: str | None, fmt: str) -> None:
+    """List the rule classes a pipeline can name (or the one NAME): what each does, and each
+    param's type, default and meaning."""
+    from stream_engine.catalogue import catalogue
+    from stream_engine.rules import RULES
+
+    _print_catalogue("rule", catalogue(RULES, name), fmt)
+
+
+@main.command()
+@click.argument("name", required=False)
+@CATALOGUE_FORMAT_OPTION
+@boundary
+def services(name: str | None, fmt: str) -> None:
+    """List the service classes a services: entry can name (or the one NAME): what each
+    does, and each param's type, default and meaning."""
+    from stream_engine.catalogue import catalogue
+    from stream_engine.services import SERVICES
+
+    _print_catalogue("service", catalogue(SERVICES, name), fmt)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,17 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+def _spelling_of(model: type[BaseModel], key: str) -> str | None:
+    """The key ``key`` is another accepted spelling of (seed 000's ``timeout_seconds`` of
+    ``timeout_s``), or None: pydantic reads the first spelling given and calls the other
+    unknown."""
+    for name, info in model.model_fields.items():
+        choices = getattr(info.validation_alias, "choices", None) or []
+        if key in choices and key != (info.alias or name):
+            return info.alias or name
+    return None
+
+
 class Compiler:
     """Collects every error of one configuration while building its plan."""
 
@@ -191,6 +202,12 @@ class Compiler:
             return "required"
         if kind == "extra_forbidden":
             owner = _model_at(model, loc[:-1])
+            twice = _spelling_of(owner, str(loc[-1])) if owner else None
+            if twice is not None:
+                return (
+                    f"another spelling of '{twice}', which is given too (an environment "
+                    "overlay in the other spelling?): keep one"
+                )
             known = _field_names(owner) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             if close:

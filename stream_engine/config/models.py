@@ -89,7 +89,9 @@ class ServiceConfig(_Model):
 
     class_: str = Field(alias="class")
     params: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: PositiveFloat | None = None
+    timeout_s: PositiveFloat | None = Field(
+        None, validation_alias=AliasChoices("timeout_s", "timeout_seconds")
+    )
     retry: RetryConfig | None = None
     circuit_breaker: CircuitBreakerConfig | None = None
     description: str = ""
@@ -111,7 +113,9 @@ class RuleConfig(_Model):
     on_error: OnError = OnError.DEAD_LETTER
     cost: float = Field(0.0, ge=0)
     retry: RetryConfig | None = None
-    timeout_s: PositiveFloat | None = None
+    timeout_s: PositiveFloat | None = Field(
+        None, validation_alias=AliasChoices("timeout_s", "timeout_seconds")
+    )
 
 
 class StageConfig(_Model):

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import orjson
 import yaml
 
+from stream_engine.config.yaml_errors import explain
 from stream_engine.errors import ConfigError, ConfigErrors
 
 PathKey = tuple[str | int, ...]
@@ -272,10 +273,7 @@ def parse_text(text: str, path: Path | None = None, echo: bool = True) -> Source
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        problem = f": {exc.problem or exc}" if echo else ""
-        raise ConfigError(where, f"not valid YAML{problem}") from None
+        raise _syntax_error(exc, name, echo) from None
     except yaml.YAMLError as exc:
         raise ConfigError(name, "not valid YAML" + (f": {exc}" if echo else "")) from None
     finally:
@@ -289,6 +287,21 @@ def parse_text(text: str, path: Path | None = None, echo: bool = True) -> Source
     if not isinstance(data, dict):
         raise ConfigError(name, "the top level must be a mapping")
     return Source(path, data, composer.lines)
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, name: str, echo: bool) -> ConfigError:
+    """A YAML syntax error as one located line: what is wrong in plain words (only the place
+    when the file's text must not be echoed)."""
+    if not echo:
+        mark = exc.problem_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        return ConfigError(where, "not valid YAML")
+    problem = explain(exc)
+    if problem is None:
+        return ConfigError(name, f"not valid YAML: {exc.problem or exc}")
+    at = f"line {problem.line}, column {problem.column}"
+    where = f"{name}:{problem.line}:{problem.column}"
+    return ConfigError(where, f"not valid YAML at {at}: {problem.sentence}")
 
 
 def _parse_json(text: str, path: Path, name: str, echo: bool) -> Source:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_engine.core.outcome import Route, Status
-from stream_engine.core.result import RuleResult
+from stream_engine.core.result import RuleResult, display_float
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState, iso_time
 
 
@@ -67,8 +67,8 @@ class Decision:
         if data is None:
             data = state.data if self.data is None else self.data
         cost: dict[str, Any] = {
-            "total": round(state.cost_total, 6),
-            "by_rule": {k: round(v, 6) for k, v in state.cost_by_rule.items()},
+            "total": display_float(state.cost_total),
+            "by_rule": {k: display_float(v) for k, v in state.cost_by_rule.items()},
         }
         if self.budget is not None:
             cost["budget"] = self.budget

@@ -28,6 +28,8 @@ class OnError(StrEnum):
 
     DEAD_LETTER = "dead_letter"
     FAIL = "fail"
+    #: The record goes to review (a vendor down → manual review), whatever ``on_fail`` says.
+    REVIEW = "review"
     SKIP = "skip"
 
 

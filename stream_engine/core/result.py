@@ -7,6 +7,16 @@ from typing import Any
 
 from stream_engine.core.outcome import OUTCOME_BY_VALUE, ROUTE_BY_VALUE, Outcome, Route
 
+#: Significant digits a float keeps where people read it: enough for any real cost, too few
+#: for binary noise (0.1 + 0.1 + 0.1 = 0.30000000000000004 is shown as 0.3).
+DISPLAY_DIGITS = 12
+
+
+def display_float(value: float) -> float:
+    """``value`` as a decision or result shows it (rounded to ``DISPLAY_DIGITS`` significant
+    digits); arithmetic keeps the exact value."""
+    return float(f"{value:.{DISPLAY_DIGITS}g}") if value else value
+
 
 @dataclass(slots=True)
 class Verdict:
@@ -71,7 +81,7 @@ class RuleResult:
             "details": self.details or {},
             "duration_ms": round(self.duration_ms, 3),
             "attempts": self.attempts,
-            "cost": self.cost,
+            "cost": display_float(self.cost),
         }
         if self.error_kind is not None:
             out["error"] = self.error_kind

@@ -17,6 +17,9 @@ ROUTE_PRIORITY = {
     Route.DEAD_LETTER: 4,
 }
 
+#: The ``on_error`` policies under which an ERROR counts as a failure of the rule.
+_ERROR_FAILS = frozenset({OnError.FAIL, OnError.REVIEW})
+
 _ON_FAIL_ROUTE = {
     OnFail.REJECT: Route.REJECT,
     OnFail.REVIEW: Route.REVIEW,
@@ -26,16 +29,19 @@ _ON_FAIL_ROUTE = {
 
 
 def counts_as_failure(spec: RuleSpec, result: RuleResult) -> bool:
-    """A FAIL, or an ERROR whose ``on_error`` is ``fail``."""
+    """A FAIL, or an ERROR whose ``on_error`` is ``fail`` or ``review``."""
     return result.outcome is Outcome.FAIL or (
-        result.outcome is Outcome.ERROR and spec.on_error is OnError.FAIL
+        result.outcome is Outcome.ERROR and spec.on_error in _ERROR_FAILS
     )
 
 
 def requested_route(spec: RuleSpec, result: RuleResult) -> Route:
-    """The route one result asks for: its explicit action, else its ``on_fail`` if it failed."""
+    """The route one result asks for: its explicit action, else review for an ERROR with
+    ``on_error: review``, else its ``on_fail`` if it failed."""
     if result.action is not None:
         return result.action
+    if result.outcome is Outcome.ERROR and spec.on_error is OnError.REVIEW:
+        return Route.REVIEW
     if counts_as_failure(spec, result):
         return _ON_FAIL_ROUTE[spec.on_fail]
     return Route.FORWARD

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticUndefined
 
 from stream_engine.config.models import CelSource as CelSource  # rules import it from here
 from stream_engine.core.registry import Registry
@@ -54,6 +55,30 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def field_param(*aliases: str) -> Any:
-    """A ``field`` param that also accepts seed 000's spelling (``field_name``) and others."""
-    return Field(validation_alias=AliasChoices("field", "field_name", *aliases))
+#: The spellings of one field where a rule takes a list of them.
+ONE_FIELD_KEYS = ("field", "field_name")
+
+
+def one_field(raw: Any, target: str) -> Any:
+    """Params whose one field is written ``field_name: name`` (seed 000 names one field per
+    rule) as ``{target: [name]}``; the list spellings are left to the model."""
+    if not isinstance(raw, dict):
+        return raw
+    given = [key for key in ONE_FIELD_KEYS if key in raw]
+    if len(given) != 1 or target in raw:
+        return raw
+    out = dict(raw)
+    value = out.pop(given[0])
+    out[target] = [value] if isinstance(value, str) else value
+    return out
+
+
+def field_param(*aliases: str, description: str, default: Any = PydanticUndefined) -> Any:
+    """A ``field`` param that also accepts seed 000's spelling (``field_name``) and others;
+    the description says so."""
+    names = ", ".join(("field_name", *aliases))
+    return Field(
+        default,
+        validation_alias=AliasChoices("field", "field_name", *aliases),
+        description=f"{description} (also: {names})",
+    )

@@ -55,13 +55,31 @@ def age_on(born: date, today: date) -> int:
 
 
 class MinimumAgeParams(RuleParams):
-    field: str = field_param("date_field")
-    minimum_age: int = Field(ge=0, le=150, validation_alias=AliasChoices("minimum_age", "min_age"))
-    maximum_age: int | None = Field(None, ge=0, le=200)
-    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS), min_length=1)
-    as_of: date | None = None
-    age_field: str | None = None
-    verification_strict: bool = True
+    field: str = field_param("date_field", description="the field holding the date of birth")
+    minimum_age: int = Field(
+        ge=0,
+        le=150,
+        validation_alias=AliasChoices("minimum_age", "min_age"),
+        description="the youngest accepted age in whole years (also: min_age)",
+    )
+    maximum_age: int | None = Field(
+        None, ge=0, le=200, description="the oldest accepted age (none: no upper bound)"
+    )
+    formats: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FORMATS),
+        min_length=1,
+        description="strptime formats tried in order (ISO date-times are accepted too)",
+    )
+    as_of: date | None = Field(
+        None, description="the day ages are computed on (none: today, UTC); for tests"
+    )
+    age_field: str | None = Field(
+        None, description="a field to write the computed age to (none: not written)"
+    )
+    verification_strict: bool = Field(
+        True,
+        description="true: a missing, unparsable or future date FAILs; false: it SKIPs",
+    )
 
 
 @register_rule("MinimumAge")

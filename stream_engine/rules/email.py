@@ -27,11 +27,21 @@ DISPOSABLE_DOMAINS = (
 
 
 class EmailFormatParams(RuleParams):
-    field: str = field_param()
-    allow_disposable: bool = True
-    disposable_domains: list[str] = Field(default_factory=lambda: list(DISPOSABLE_DOMAINS))
-    allow_smtputf8: bool = True
-    write_normalized: bool = False
+    field: str = field_param(description="the field holding the e-mail address")
+    allow_disposable: bool = Field(
+        True, description="false: an address at one of disposable_domains FAILs"
+    )
+    disposable_domains: list[str] = Field(
+        default_factory=lambda: list(DISPOSABLE_DOMAINS),
+        description="the domains allow_disposable: false refuses (default: ten well-known "
+        "throw-away mail domains)",
+    )
+    allow_smtputf8: bool = Field(
+        True, description="accept non-ASCII characters in the local part (SMTPUTF8)"
+    )
+    write_normalized: bool = Field(
+        False, description="write the validator's normalized address back to the field"
+    )
 
 
 @register_rule("EmailFormat")

@@ -11,20 +11,40 @@ from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.errors import RuleEvaluationError
-from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
+from stream_engine.rules.base import (
+    CelSource,
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    register_rule,
+)
 
 
 class Check(RuleParams):
-    expr: CelSource
-    message: str | None = None
-    name: str | None = None
+    expr: CelSource = Field(description="a CEL condition over data, results and vars")
+    message: str | None = Field(
+        None, description="the text of the FAIL when it is false (default: the expression)"
+    )
+    name: str | None = Field(
+        None, description="the check's name in details.failed_checks (default: check_N)"
+    )
 
 
 class CrossFieldParams(RuleParams):
-    expr: CelSource | None = None
-    message: str | None = None
-    checks: list[Check] = Field(default_factory=list)
-    vars: dict[str, Any] = Field(default_factory=dict)
+    expr: CelSource | None = Field(
+        None,
+        description="one CEL condition over data, results and vars; give it, checks, or both",
+    )
+    message: str | None = Field(
+        None, description="the FAIL message when expr is false (default: the expression)"
+    )
+    checks: list[Check] = Field(
+        default_factory=list,
+        description="several conditions, each {expr, message, name}; every one runs",
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="constants the expressions read as vars.NAME"
+    )
 
     @model_validator(mode="after")
     def _something_to_check(self) -> CrossFieldParams:
@@ -66,10 +86,14 @@ class CrossFieldCheck(ConfiguredRule[CrossFieldParams]):
 
 
 class DerivedFieldParams(RuleParams):
-    field: str
-    expr: CelSource
-    vars: dict[str, Any] = Field(default_factory=dict)
-    overwrite: bool = True
+    field: str = field_param(description="the field the value is written to")
+    expr: CelSource = Field(description="the CEL expression over data, results and vars")
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="constants the expression reads as vars.NAME"
+    )
+    overwrite: bool = Field(
+        True, description="false: a field that already holds a value is left as it is"
+    )
 
 
 @register_rule("DerivedField")

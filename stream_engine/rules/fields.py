@@ -20,6 +20,7 @@ from stream_engine.rules.base import (
     RuleParams,
     field_param,
     is_missing,
+    one_field,
     register_rule,
 )
 
@@ -34,11 +35,30 @@ def _when_missing(policy: Missing, field: str) -> Verdict:
     return skipped(f"no {field}")
 
 
+#: The meaning of every ``missing`` param (absent, null or blank text).
+MISSING_HELP = (
+    "what an absent, null or blank field gives: fail (FAIL), skip (SKIP, so rules that depend "
+    "on this one SKIP too) or pass (PASS)"
+)
+
+
 class RequiredFieldsParams(RuleParams):
     fields: list[str] = Field(
-        min_length=1, validation_alias=AliasChoices("fields", "required_fields")
+        min_length=1,
+        validation_alias=AliasChoices("fields", "required_fields"),
+        description="the fields that must be present and not null or blank (also: "
+        "required_fields; one field as field or field_name)",
     )
-    field_descriptions: dict[str, str] = Field(default_factory=dict)
+    field_descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description="field → text shown in the details for that field when it is missing "
+        "(default: \"Field 'x' is required\")",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_field(cls, raw: Any) -> Any:
+        return one_field(raw, "fields")
 
 
 @register_rule("RequiredFields")
@@ -69,15 +89,31 @@ def _regex(value: str) -> str:
 
 
 class RegexParams(RuleParams):
-    field: str = field_param()
-    pattern: str | None = None
-    select_by: str | None = None
-    patterns: dict[str, str] = Field(default_factory=dict)
-    unknown_selector: Missing = "pass"
-    full_match: bool = True
-    ignore_case: bool = False
-    message: str | None = None
-    missing: Missing = "skip"
+    field: str = field_param(description="the field whose value (as text) is matched")
+    pattern: str | None = Field(
+        None, description="the RE2 pattern; give it, or select_by with patterns"
+    )
+    select_by: str | None = Field(
+        None,
+        description="a field whose value picks the pattern from patterns "
+        "(e.g. the state, for zip codes)",
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="value of the select_by field → RE2 pattern for records with that value",
+    )
+    unknown_selector: Missing = Field(
+        "pass",
+        description="what a record whose select_by value has no pattern gives: fail, skip or pass",
+    )
+    full_match: bool = Field(
+        True, description="true: the whole value must match; false: a match anywhere in it"
+    )
+    ignore_case: bool = Field(False, description="match letters regardless of case")
+    message: str | None = Field(
+        None, description="the FAIL message (default: names the field and the pattern)"
+    )
+    missing: Missing = Field("skip", description=MISSING_HELP)
 
     @field_validator("pattern")
     @classmethod
@@ -161,13 +197,23 @@ def as_number(value: Any) -> float | None:
 
 
 class NumericRangeParams(RuleParams):
-    field: str = field_param()
-    min: float | None = Field(None, validation_alias=AliasChoices("min", "minimum"))
-    max: float | None = Field(None, validation_alias=AliasChoices("max", "maximum"))
-    exclusive_min: bool = False
-    exclusive_max: bool = False
-    allow_text: bool = True
-    missing: Missing = "skip"
+    field: str = field_param(description="the field holding the number")
+    min: float | None = Field(
+        None,
+        validation_alias=AliasChoices("min", "minimum"),
+        description="the lowest accepted value (none: no lower bound; also: minimum)",
+    )
+    max: float | None = Field(
+        None,
+        validation_alias=AliasChoices("max", "maximum"),
+        description="the highest accepted value (none: no upper bound; also: maximum)",
+    )
+    exclusive_min: bool = Field(False, description="true: the value must be above min, not equal")
+    exclusive_max: bool = Field(False, description="true: the value must be below max, not equal")
+    allow_text: bool = Field(
+        True, description='accept numeric text ("1,250.50"); false: text FAILs'
+    )
+    missing: Missing = Field("skip", description=MISSING_HELP)
 
     @model_validator(mode="after")
     def _bounds(self) -> NumericRangeParams:
@@ -205,12 +251,14 @@ class NumericRange(ConfiguredRule[NumericRangeParams]):
 
 
 class AcceptedValuesParams(RuleParams):
-    field: str = field_param()
+    field: str = field_param(description="the field whose value is looked up")
     values: list[Any] = Field(
-        min_length=1, validation_alias=AliasChoices("values", "allowed_values", "allowed_states")
+        min_length=1,
+        validation_alias=AliasChoices("values", "allowed_values", "allowed_states"),
+        description="the accepted values (also: allowed_values, allowed_states)",
     )
-    case_sensitive: bool = True
-    missing: Missing = "fail"
+    case_sensitive: bool = Field(True, description="false: text is compared regardless of case")
+    missing: Missing = Field("fail", description=MISSING_HELP)
 
 
 @register_rule("AcceptedValues")
@@ -246,11 +294,15 @@ def _hashable(value: Any) -> bool:
 
 
 class StringLengthParams(RuleParams):
-    field: str = field_param()
-    min_length: int | None = Field(None, ge=0)
-    max_length: int | None = Field(None, ge=0)
-    strip: bool = True
-    missing: Missing = "skip"
+    field: str = field_param(description="the text field whose length is checked")
+    min_length: int | None = Field(
+        None, ge=0, description="the fewest characters accepted (none: no lower bound)"
+    )
+    max_length: int | None = Field(
+        None, ge=0, description="the most characters accepted (none: no upper bound)"
+    )
+    strip: bool = Field(True, description="count without leading and trailing whitespace")
+    missing: Missing = Field("skip", description=MISSING_HELP)
 
     @model_validator(mode="after")
     def _bounds(self) -> StringLengthParams:

@@ -5,23 +5,41 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
-from stream_engine.rules.base import ConfiguredRule, RuleParams, is_missing, register_rule
+from stream_engine.rules.base import (
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    is_missing,
+    register_rule,
+)
 
 
 class DeterministicIdParams(RuleParams):
-    field: str = Field("id", validation_alias=AliasChoices("field", "id_field"))
-    hash_fields: list[str] = Field(min_length=1)
-    template: str = "{hash}"
-    length: int = Field(16, ge=8, le=64)
-    algorithm: Literal["sha256", "sha512", "blake2b"] = "sha256"
-    salt: str = ""
-    require_all: bool = True
-    normalize: bool = True
+    field: str = field_param("id_field", default="id", description="the field the id is written to")
+    hash_fields: list[str] = Field(
+        min_length=1, description="the fields whose values are hashed into the id, in order"
+    )
+    template: str = Field(
+        "{hash}", description="the id's text around the hash, e.g. CUST-{hash}; only {hash}"
+    )
+    length: int = Field(16, ge=8, le=64, description="how many hex digits of the hash to keep")
+    algorithm: Literal["sha256", "sha512", "blake2b"] = Field(
+        "sha256", description="the hash function"
+    )
+    salt: str = Field(
+        "",
+        description="a secret mixed into the hash (use ${VAR}); without one a hashed PII value "
+        "can be found again by trying every possible one",
+    )
+    require_all: bool = Field(
+        True, description="true: FAIL when a hash field is missing; false: hash it as empty"
+    )
+    normalize: bool = Field(True, description="strip and lower-case each value before hashing")
 
     @field_validator("template")
     @classmethod

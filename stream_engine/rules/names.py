@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, passed, skipped
 from stream_engine.core.rule import RuleContext
@@ -64,12 +66,18 @@ def split_name(full: str) -> tuple[str, str, str, str]:
 
 
 class NameParsingParams(RuleParams):
-    field: str = field_param()
-    first_field: str = "first_name"
-    middle_field: str = "middle_name"
-    last_field: str = "last_name"
-    suffix_field: str | None = None
-    overwrite: bool = False
+    field: str = field_param(description="the field holding the full name")
+    first_field: str = Field("first_name", description="where the first name is written")
+    middle_field: str = Field("middle_name", description="where the middle name(s) are written")
+    last_field: str = Field(
+        "last_name", description="where the last name (with van, de... kept) is written"
+    )
+    suffix_field: str | None = Field(
+        None, description="where a suffix (Jr., III, PhD...) is written (none: dropped)"
+    )
+    overwrite: bool = Field(
+        False, description="true: replace values the target fields already hold"
+    )
 
 
 @register_rule("NameParsing")

@@ -41,18 +41,28 @@ def parse_phone(ctx: RuleContext, raw: str, region: str) -> PhoneNumber | None:
 
 
 class _PhoneParams(RuleParams):
-    field: str = field_param()
+    field: str = field_param(description="the field holding the phone number")
     country_code: str = Field(
         "US",
         min_length=2,
         max_length=2,
         validation_alias=AliasChoices("country_code", "region", "default_region"),
+        description="the ISO 3166 region of numbers written without +country prefix "
+        "(also: region, default_region)",
     )
 
 
 class NormalizePhoneParams(_PhoneParams):
-    format: Literal["E164", "INTERNATIONAL", "NATIONAL"] = "E164"
-    on_invalid: Literal["skip", "fail"] = "skip"
+    format: Literal["E164", "INTERNATIONAL", "NATIONAL"] = Field(
+        "E164",
+        description="how the number is rewritten: E164 (+14155550123), INTERNATIONAL "
+        "(+1 415-555-0123) or NATIONAL ((415) 555-0123)",
+    )
+    on_invalid: Literal["skip", "fail"] = Field(
+        "skip",
+        description="what a value that is not a possible phone number gives (it is left as it "
+        "is): skip or fail",
+    )
 
 
 @register_rule("NormalizePhone")
@@ -81,10 +91,12 @@ class NormalizePhone(ConfiguredRule[NormalizePhoneParams]):
 
 
 class PhoneFormatParams(_PhoneParams):
-    allow_extensions: bool = False
-    allowed_regions: list[str] | None = None
+    allow_extensions: bool = Field(False, description="accept a number with an extension")
+    allowed_regions: list[str] | None = Field(
+        None, description="the ISO regions a number may belong to (none: any)"
+    )
     allowed_types: list[Literal["mobile", "fixed_line", "fixed_line_or_mobile", "voip"]] | None = (
-        None
+        Field(None, description="the line types accepted (none: any)")
     )
 
 

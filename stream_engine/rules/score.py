@@ -19,26 +19,42 @@ from stream_engine.rules.fields import as_number
 
 
 class Component(RuleParams):
-    field: str
-    weight: float = Field(gt=0)
+    field: str = Field(description="the numeric field this component reads")
+    weight: float = Field(gt=0, description="its weight in the average (> 0)")
     transform: CelSource | None = Field(
         None, description="CEL over `value` (a double) giving the component's score"
     )
 
 
 class Category(RuleParams):
-    name: str
-    below: float | None = None
+    name: str = Field(description="the category's name, written to category_field")
+    below: float | None = Field(
+        None, description="scores below this bound fall in it (the last category has none)"
+    )
 
 
 class WeightedScoreParams(RuleParams):
-    components: dict[str, Component] = Field(min_length=1)
-    score_field: str = "score"
-    category_field: str | None = "score_category"
-    categories: list[Category] = Field(default_factory=list)
-    min_components: int = Field(1, ge=1)
-    review_categories: list[str] = Field(default_factory=list)
-    fail_categories: list[str] = Field(default_factory=list)
+    components: dict[str, Component] = Field(
+        min_length=1, description="name → {field, weight, transform}: what the score averages"
+    )
+    score_field: str = Field("score", description="the field the score is written to")
+    category_field: str | None = Field(
+        "score_category",
+        description="the field the category is written to (none: not written)",
+    )
+    categories: list[Category] = Field(
+        default_factory=list,
+        description="{name, below} in increasing order of below; the last has no bound",
+    )
+    min_components: int = Field(
+        1, ge=1, description="FAIL when fewer components than this have a number"
+    )
+    review_categories: list[str] = Field(
+        default_factory=list, description="categories that send the record to review"
+    )
+    fail_categories: list[str] = Field(
+        default_factory=list, description="categories that FAIL the rule"
+    )
 
     @model_validator(mode="after")
     def _categories(self) -> WeightedScoreParams:

@@ -25,17 +25,43 @@ def service_name(value: str) -> str:
 
 
 class ServiceCheckParams(RuleParams):
-    service: str
-    request: dict[str, str] = Field(default_factory=dict)
-    request_fields: list[str] = Field(default_factory=list)
-    request_static: dict[str, Any] = Field(default_factory=dict)
-    response_fields: dict[str, str] = Field(default_factory=dict)
-    details_fields: list[str] = Field(default_factory=list)
-    pass_when: CelSource | None = None
-    review_when: CelSource | None = None
-    complete_when: CelSource | None = None
-    fail_message: str | None = None
-    copy_on_fail: bool = True
+    service: str = Field(
+        description="the name of a service in services: (seed 000's service:NAME accepted)"
+    )
+    request: dict[str, str] = Field(
+        default_factory=dict, description="request key → record field it is read from"
+    )
+    request_fields: list[str] = Field(
+        default_factory=list,
+        description="record fields sent under their own names (with request and neither: "
+        "the whole record is sent)",
+    )
+    request_static: dict[str, Any] = Field(
+        default_factory=dict, description="constant keys and values added to every request"
+    )
+    response_fields: dict[str, str] = Field(
+        default_factory=dict, description="response key → record field its value is copied to"
+    )
+    details_fields: list[str] = Field(
+        default_factory=list, description="response keys copied into the result's details"
+    )
+    pass_when: CelSource | None = Field(
+        None,
+        description="CEL over response, data and results: PASS when true, else "
+        "FAIL (none: any answer PASSes)",
+    )
+    review_when: CelSource | None = Field(
+        None, description="CEL: when true the record goes to review"
+    )
+    complete_when: CelSource | None = Field(
+        None, description="CEL: when true the record ends early, completed"
+    )
+    fail_message: str | None = Field(
+        None, description="the FAIL message (default: names the service and pass_when)"
+    )
+    copy_on_fail: bool = Field(
+        True, description="copy response_fields into the record even when the check FAILs"
+    )
 
     @field_validator("service")
     @classmethod

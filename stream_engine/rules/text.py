@@ -5,20 +5,41 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from stream_engine.core.result import Verdict, passed, skipped
 from stream_engine.core.rule import RuleContext
-from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
+from stream_engine.rules.base import (
+    ConfiguredRule,
+    RuleParams,
+    field_param,
+    one_field,
+    register_rule,
+)
 
 _SPACES = re.compile(r"\s+")
 
 
 class TrimParams(RuleParams):
-    fields: list[str] = Field(min_length=1, validation_alias=AliasChoices("fields", "field_names"))
-    collapse_spaces: bool = False
-    uppercase: list[str] = Field(default_factory=list)
-    lowercase: list[str] = Field(default_factory=list)
+    fields: list[str] = Field(
+        min_length=1,
+        validation_alias=AliasChoices("fields", "field_names"),
+        description="the text fields to trim (also: field_names; one field as field or field_name)",
+    )
+    collapse_spaces: bool = Field(
+        False, description="also replace every inner run of whitespace by one space"
+    )
+    uppercase: list[str] = Field(
+        default_factory=list, description="fields to upper-case too (trimmed as well)"
+    )
+    lowercase: list[str] = Field(
+        default_factory=list, description="fields to lower-case too (trimmed as well)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_field(cls, raw: Any) -> Any:
+        return one_field(raw, "fields")
 
 
 @register_rule("TrimWhitespace")
@@ -59,10 +80,14 @@ class TrimWhitespace(ConfiguredRule[TrimParams]):
 
 
 class NormalizeEmailParams(RuleParams):
-    field: str = field_param()
-    lowercase: bool = True
-    remove_dots: bool = False
-    remove_plus_tag: bool = False
+    field: str = field_param(description="the field holding the e-mail address")
+    lowercase: bool = Field(True, description="lower-case the whole address")
+    remove_dots: bool = Field(
+        False, description="drop the dots of the local part (Gmail ignores them)"
+    )
+    remove_plus_tag: bool = Field(
+        False, description="drop a +tag from the local part (jane+news@ → jane@)"
+    )
 
 
 @register_rule("NormalizeEmail")

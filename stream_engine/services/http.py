@@ -48,15 +48,34 @@ def _is_loopback(host: str | None) -> bool:
 
 class HttpJsonParams(ServiceParams):
     #: Declared before ``url``: the url's validator checks its host against this list.
-    allowed_hosts: list[Annotated[str, AfterValidator(_host)]] | None = None
-    url: str
-    method: Literal["GET", "POST", "PUT"] = "POST"
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    response_path: list[str] = Field(default_factory=list)
-    follow_redirects: Literal["never", "same_origin"] = "never"
-    verify_tls: bool = True
-    ca_file: str | None = None
-    max_connections: int = Field(100, ge=1)
+    allowed_hosts: list[Annotated[str, AfterValidator(_host)]] | None = Field(
+        None, description="host names url may name (none: any); guards a ${VAR} url"
+    )
+    url: str = Field(description="the http:// or https:// address called for every request")
+    method: Literal["GET", "POST", "PUT"] = Field(
+        "POST", description="GET sends the request as query parameters, the others as JSON"
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="headers sent with every call (e.g. Authorization: ${TOKEN}); secrets, "
+        "never logged",
+    )
+    response_path: list[str] = Field(
+        default_factory=list,
+        description="keys leading to the answer inside the response JSON (none: the whole)",
+    )
+    follow_redirects: Literal["never", "same_origin"] = Field(
+        "never", description="never, or same_origin: only redirects to url's scheme, host, port"
+    )
+    verify_tls: bool = Field(
+        True, description="check the server's certificate (false: anyone can pose as it)"
+    )
+    ca_file: str | None = Field(
+        None, description="a PEM file of the certificate authorities to trust"
+    )
+    max_connections: int = Field(
+        100, ge=1, description="open connections at most, shared by all calls"
+    )
 
     @field_validator("url")
     @classmethod

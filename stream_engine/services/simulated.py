@@ -20,13 +20,23 @@ from stream_engine.services.base import ConfiguredService, ServiceParams, regist
 
 
 class SimulatedParams(ServiceParams):
-    latency_ms: float = Field(0.0, ge=0)
-    jitter_ms: float = Field(0.0, ge=0)
-    fail_rate: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
-    key_fields: list[str] = Field(default_factory=list)
-    fields: dict[str, CelText] = Field(default_factory=dict)
-    error_message: str = "simulated failure"
+    latency_ms: float = Field(0.0, ge=0, description="how long each answer takes")
+    jitter_ms: float = Field(
+        0.0, ge=0, description="the latency varies by up to this much either way"
+    )
+    fail_rate: float = Field(
+        0.0, ge=0, le=1, description="the share of calls that fail with a service error (0-1)"
+    )
+    seed: int = Field(0, description="seeds rand and the failures: same seed, same answers")
+    key_fields: list[str] = Field(
+        default_factory=list,
+        description="request keys rand is drawn from (none: the whole request)",
+    )
+    fields: dict[str, CelText] = Field(
+        default_factory=dict,
+        description="response key → CEL over request and rand (a number in [0, 1))",
+    )
+    error_message: str = Field("simulated failure", description="the text of a simulated failure")
 
     @field_validator("fields")
     @classmethod

@@ -55,7 +55,7 @@ def jsonl(*records) -> str:
     return "\n".join(r if isinstance(r, str) else orjson.dumps(r).decode() for r in records) + "\n"
 
 
-@pytest.mark.parametrize("command", ["", "validate", "plan", "eval", "test", "rules"])
+@pytest.mark.parametrize("command", ["", "validate", "plan", "eval", "test", "rules", "services"])
 def test_every_command_explains_itself_with_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.exit_code == 0
