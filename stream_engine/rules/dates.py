@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import AliasChoices, Field
@@ -71,7 +71,7 @@ class MinimumAgeParams(RuleParams):
         description="strptime formats tried in order (ISO date-times are accepted too)",
     )
     as_of: date | None = Field(
-        None, description="the day ages are computed on (none: today, UTC); for tests"
+        None, description="the day ages are computed on (none: the decision date, UTC)"
     )
     age_field: str | None = Field(
         None, description="a field to write the computed age to (none: not written)"
@@ -118,7 +118,7 @@ class MinimumAge(ConfiguredRule[MinimumAgeParams]):
                 else skipped(f"no {params.field}")
             )
         born = parse_date(value, params.formats)
-        today = params.as_of or datetime.now(UTC).date()
+        today = params.as_of or ctx.now.date()  # the decision time: `now` in test cases
         if born is None or born > today:
             problem = "is not a date" if born is None else "is in the future"
             message = f"{params.field} {problem}"

@@ -208,3 +208,13 @@ def test_the_iso_fast_path_reads_every_text_as_strptime_does(text):
 @pytest.mark.parametrize("text", ["2000-02-30", "0000-01-01", "2000-13-01", "2000-1-011"])
 def test_an_iso_shaped_text_that_is_not_a_date_is_not_one_on_the_fast_path_either(text):
     assert parse_date(text, ["%Y-%m-%d"]) is None
+
+
+@pytest.mark.parametrize(
+    ("now", "outcome"), [("2024-06-14", Outcome.FAIL), ("2024-06-15", Outcome.PASS)]
+)
+def test_without_as_of_the_age_is_counted_on_the_decision_date(now: str, outcome: Outcome):
+    r = MinimumAge.from_params({"field": "dob", "minimum_age": 18})
+    moment = datetime.fromisoformat(now + "T12:00:00+00:00")
+    ctx = RuleContext(record_id="r1", data={"dob": "2006-06-15"}, results={}, now=moment)
+    assert r.evaluate(ctx).outcome is outcome
