@@ -68,6 +68,7 @@ class OfflineEvaluator:
             stage.name: StageProcessor(pipeline, stage, self.topics, "eval", self.auth, clock)
             for stage in pipeline.plan.active_stages
         }
+        self._stage_topics = frozenset(self.topics.stage_inputs.values())
 
     async def decisions(self, items: Iterable[Item]) -> AsyncIterator[dict[str, Any]]:
         """One decision (as a dict) per input line, in input order."""
@@ -120,11 +121,11 @@ class OfflineEvaluator:
         for position, stage in enumerate(stages):
             report = await self.processors[stage.name].process(pending)
             pending = []
+            following = stages[position + 1] if position + 1 < len(stages) else None
             for out in report.outgoing:
                 line = out.source.offset if out.source is not None else 0
-                following = stages[position + 1] if position + 1 < len(stages) else None
-                if following is not None and out.topic == self.topics.stage_inputs[following.name]:
-                    pending.append(self._hop(out, line, stamp))
+                if following is not None and out.topic in self._stage_topics:
+                    pending.append(self._hop(out, following, line, stamp))
                 elif chosen is not None:
                     done[line] = self._stage_answer(stage, out)
                 else:
@@ -136,9 +137,14 @@ class OfflineEvaluator:
         key = record_key(raw, self.plan.key_field)
         return Incoming(self.topics.input, 0, number, stamp, key, raw, [])
 
-    def _hop(self, out: Outgoing, line: int, stamp: int) -> Incoming:
-        """What the next stage consumes of a message this one wrote: the same bytes."""
-        return Incoming(out.topic, 0, line, stamp, out.key, out.value, list(out.headers))
+    def _hop(self, out: Outgoing, following: StagePlan, line: int, stamp: int) -> Incoming:
+        """What the next stage run consumes of an envelope this one wrote: the same bytes. A
+        partial run that leaves stages out hands it on past them, signed for its new topic."""
+        topic = self.topics.stage_inputs[following.name]
+        headers = list(out.headers)
+        if topic != out.topic and self.auth is not None:
+            headers = self.auth.seal(topic, out.value, headers)
+        return Incoming(topic, 0, line, stamp, out.key, out.value, headers)
 
     def _into(
         self, chosen: list[StagePlan], messages: list[Incoming], done: dict[int, dict[str, Any]]

@@ -137,3 +137,20 @@ def test_an_unknown_stage_is_named_with_the_known_ones(config):
     result = evaluate(config, {"amount": 1}, options=("--stage", "limitz"))
     assert result.exit_code == 1
     assert "unknown stage 'limitz' (stages: enrich, limits)" in result.stderr
+
+
+def test_stages_chosen_with_a_gap_hand_the_record_on_past_the_stages_left_out(tmp_path: Path):
+    three = PIPELINE.replace(
+        "  limits:\n",
+        "  middle:\n    rules:\n"
+        "      seen: {class: RequiredFields, params: {fields: [amount]}}\n"
+        "  limits:\n",
+    )
+    path = tmp_path / "three.yaml"
+    path.write_text(three)
+    [answer] = answers(
+        evaluate(path, {"amount": 99999}, options=("--stage", "enrich", "--stage", "limits"))
+    )
+    assert answer["stage"] == "limits"
+    assert answer["route"] == "reject"
+    assert set(answer["results"]) == {"usd", "limit"}
