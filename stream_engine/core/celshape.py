@@ -196,3 +196,30 @@ def comprehensions(source: str) -> list[str]:
 def token_count(source: str) -> int:
     """How many tokens ``source`` has (a string literal is one)."""
     return len(_lex(source))
+
+
+def rename_calls(source: str, names: dict[str, str]) -> str:
+    """``source`` with each global call of a name in ``names`` (``timestamp(...)``, not
+    ``x.timestamp(...)`` nor text inside a string) calling the name it maps to instead."""
+    pieces: list[str] = []
+    pos = done = 0
+    previous = ""
+    while pos < len(source):
+        match = _LEX.match(source, pos)
+        assert match is not None  # the last alternative matches any character
+        kind, text = match.lastgroup or "other", match.group(0)
+        start, pos = pos, match.end()
+        if kind == "str":
+            end = _STRING_END["r" in text.lower(), text.lstrip("bBrR")].match(source, pos)
+            pos = end.end() if end is not None else len(source)
+        if kind == "ws":
+            continue
+        if kind == "ident" and text in names and previous != ".":
+            after = _LEX.match(source, pos)
+            while after is not None and after.lastgroup == "ws":
+                after = _LEX.match(source, after.end())
+            if after is not None and after.group(0) == "(":
+                pieces += [source[done:start], names[text]]
+                done = pos
+        previous = text if kind == "op" else kind
+    return "".join(pieces) + source[done:]

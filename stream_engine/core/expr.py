@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import cel
 
 from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
-from stream_engine.core.celshape import Refused, calls, check_shape, comprehensions, token_count
+from stream_engine.core.celshape import (
+    Refused,
+    calls,
+    check_shape,
+    comprehensions,
+    rename_calls,
+    token_count,
+)
 from stream_engine.core.celstdlib import FUNCTIONS, MAX_LIST_ITEMS
+from stream_engine.core.celtime import TIME_FUNCTIONS, UTC_TIMESTAMP
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 #: Extension functions that make lists of up to ``MAX_LIST_ITEMS`` from a number or a string.
 _PRODUCERS = frozenset({"range", "split"})
+#: The variable that holds the decision time (``RuleContext.now``), where a place gives it.
+NOW = "now"
+_RENAMED = {"timestamp": UTC_TIMESTAMP}
 
 #: Every function an expression may call: CEL's standard definitions (macros, conversions,
 #: strings, timestamps, optionals) and the extension functions wired in from ``cel.stdlib``.
@@ -74,7 +86,9 @@ class Expression:
     fast path, where they are linear and budgeted (the package's ``map`` and ``filter`` are
     quadratic): an expression that needs the package for anything else may not use them."""
 
-    __slots__ = ("_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "source")
+    __slots__ = (
+        "_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "source", "uses_now",
+    )  # fmt: skip
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -89,6 +103,8 @@ class Expression:
                 f"invalid CEL expression {source!r}: {_cel_message(exc)}"
             ) from exc
         used = set(self._program.functions())
+        if "timestamp" in used:  # in UTC, as CEL has it (``celtime``); the source as written
+            self._program = cel.compile(rename_calls(source, _RENAMED))
         unknown = sorted(
             name for name in used if name.isidentifier() and name not in KNOWN_FUNCTIONS
         )
@@ -101,9 +117,16 @@ class Expression:
         self._functions = {
             name: func for name, func in FUNCTIONS.items() if name.rsplit(".", 1)[-1] in used
         }
+        self._functions.update(
+            (name, func)
+            for name, func in TIME_FUNCTIONS.items()
+            if name in used or (name == UTC_TIMESTAMP and "timestamp" in used)
+        )
         self._fields: dict[str, frozenset[str] | None] = {
             name: _selected_fields(source, name) for name in self._program.variables()
         }
+        #: Whether the source reads ``now``: only then is the decision time handed to it.
+        self.uses_now = NOW in self._fields
         self._loops = comprehensions(source)
         produced = sum(MAX_LIST_ITEMS for name, _ in calls(source) if name in _PRODUCERS)
         self._allowance = MAX_COST // token_count(source) - produced
@@ -132,8 +155,12 @@ class Expression:
         data: Mapping[str, Any] | None = None,
         results: Mapping[str, RuleResult] | None = None,
         extra: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> Any:
-        """Evaluate and return the CEL value as a Python value."""
+        """Evaluate and return the CEL value as a Python value; ``now`` (the decision time)
+        is handed over only when the source reads it."""
+        if now is not None and self.uses_now:
+            extra = {**extra, NOW: now} if extra else {NOW: now}
         if self._fast is not None:
             env: dict[str, Any] = dict(extra) if extra else {}
             if data is not None:
@@ -189,7 +216,8 @@ class Expression:
                 f"{self.source!r}: no such key {exc.args[0]!r} (guard it with has())"
             ) from exc
         except (ValueError, RuntimeError, TypeError, OverflowError, IndexError) as exc:
-            raise ExpressionError(f"{self.source!r}: {_first_line(exc)}") from exc
+            message = _first_line(exc).replace(UTC_TIMESTAMP, "timestamp")
+            raise ExpressionError(f"{self.source!r}: {message}") from exc
         except (RecursionError, MemoryError) as exc:
             raise ExpressionError(f"{self.source!r}: {_resource(exc)}") from None
 
@@ -213,9 +241,10 @@ class Expression:
         data: Mapping[str, Any] | None = None,
         results: Mapping[str, RuleResult] | None = None,
         extra: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> bool:
         """Evaluate a condition, which must produce a bool."""
-        value = self.evaluate(data, results, extra)
+        value = self.evaluate(data, results, extra, now)
         if not isinstance(value, bool):
             raise ExpressionError(
                 f"{self.source!r}: a condition must be true or false, got {type(value).__name__}"

@@ -55,7 +55,7 @@ class CrossFieldCheck(ConfiguredRule[CrossFieldParams]):
         failures = [
             (name, message)
             for name, expression, message in self._checks
-            if not expression.is_true(ctx.data, ctx.results, self._vars)
+            if not expression.is_true(ctx.data, ctx.results, self._vars, ctx.now)
         ]
         if not failures:
             return passed("all checks hold")
@@ -90,7 +90,7 @@ class DerivedField(ConfiguredRule[DerivedFieldParams]):
         name = self.params.field
         if not self.params.overwrite and ctx.data.get(name) is not None:
             return passed(f"{name} already set")
-        value = self._expr.evaluate(ctx.data, ctx.results, self._vars)
+        value = self._expr.evaluate(ctx.data, ctx.results, self._vars, ctx.now)
         try:
             ctx.data[name] = record_value(value)
         except NotJson as exc:

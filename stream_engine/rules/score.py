@@ -93,7 +93,11 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
             value = as_number(ctx.data.get(field))
             if value is None:
                 continue
-            score: Any = value if transform is None else transform.evaluate(extra={"value": value})
+            score: Any = (
+                value
+                if transform is None
+                else transform.evaluate(extra={"value": value}, now=ctx.now)
+            )
             number = as_number(score)
             if number is None:
                 continue

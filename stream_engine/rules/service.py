@@ -104,15 +104,17 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
     def _judge(self, ctx: RuleContext, response: dict[str, Any]) -> Verdict:
         p = self.params
         extra = {"response": response}
-        verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra)
+        verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra, ctx.now)
         if verdict_ok or p.copy_on_fail:
             for key, field in p.response_fields.items():
                 if key in response:
                     ctx.data[field] = response[key]
         details = {key: response[key] for key in p.details_fields if key in response}
-        if self._complete is not None and self._complete.is_true(ctx.data, ctx.results, extra):
+        if self._complete is not None and self._complete.is_true(
+            ctx.data, ctx.results, extra, ctx.now
+        ):
             return complete(f"{p.service}: completed early", **details)
-        if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra):
+        if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra, ctx.now):
             outcome = Outcome.PASS if verdict_ok else Outcome.FAIL
             return needs_review(f"{p.service}: needs manual review", outcome, **details)
         if verdict_ok:
