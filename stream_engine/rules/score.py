@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import NOW, Expression, Scope
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, needs_review, passed
-from stream_engine.core.rule import RuleContext
+from stream_engine.core.rule import Placed, RuleContext
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
 from stream_engine.rules.fields import as_number
 
@@ -72,6 +72,14 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
         self._components = [
             (name, c.field, c.weight, Expression(c.transform) if c.transform else None)
             for name, c in params.components.items()
+        ]
+
+    def expressions(self) -> list[Placed]:
+        scope = Scope(frozenset({"value", NOW}))
+        return [
+            (("components", name, "transform"), transform, scope)
+            for name, _, _, transform in self._components
+            if transform is not None
         ]
 
     def provides(self) -> tuple[str, ...]:

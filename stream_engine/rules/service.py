@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import NOW, Expression, Scope
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
-from stream_engine.core.rule import RuleContext
+from stream_engine.core.rule import Placed, RuleContext
 from stream_engine.core.service import GuardedService
 from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
@@ -70,8 +70,22 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         self._review = Expression(params.review_when) if params.review_when else None
         self._complete = Expression(params.complete_when) if params.complete_when else None
 
+    @classmethod
+    def service_names(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The service the raw params name, with seed 000's prefix taken off."""
+        return {p: service_name(name) for p, name in super().service_names(params).items()}
+
     def provides(self) -> tuple[str, ...]:
         return tuple(self.params.response_fields.values())
+
+    def expressions(self) -> list[Placed]:
+        scope = Scope(frozenset({"data", "results", "response", NOW}))
+        named = (("pass_when", self._pass), ("review_when", self._review))
+        return [
+            ((param,), expression, scope)
+            for param, expression in (*named, ("complete_when", self._complete))
+            if expression is not None
+        ]
 
     def _request(self, data: dict[str, Any]) -> dict[str, Any]:
         if not self._request_map:
