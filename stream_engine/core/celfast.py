@@ -1354,6 +1354,28 @@ def _matcher(pattern: Node) -> Callable[[Any], bool]:
     return matches
 
 
+def literal_arguments(source: str, methods: frozenset[str]) -> list[tuple[str, str]]:
+    """Each call ``x.name('text')`` of one of ``methods`` with one string literal: the name
+    and the text (none when the source is outside what this module tokenizes)."""
+    try:
+        tokens = _tokens(source)
+    except Unsupported:
+        return []
+    return [
+        (name, text)
+        for dot, (kind, name), paren, (lit, text), close in zip(
+            tokens, tokens[1:], tokens[2:], tokens[3:], tokens[4:], strict=False
+        )
+        if dot == ("op", ".")
+        and kind == "ident"
+        and name in methods
+        and paren == ("op", "(")
+        and lit == "lit"
+        and type(text) is str
+        and close == ("op", ")")
+    ]
+
+
 def compile_fast(source: str) -> Node:
     """Closures for ``source``, or ``Unsupported`` when it leaves the fast subset. Call
     ``celshape.check_shape`` first: it bounds the recursion this parser needs."""

@@ -20,7 +20,14 @@ from typing import Any
 
 import cel
 
-from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celfast import (
+    MAX_COST,
+    CelError,
+    Node,
+    Unsupported,
+    compile_fast,
+    literal_arguments,
+)
 from stream_engine.core.celshape import (
     Call,
     Refused,
@@ -33,7 +40,13 @@ from stream_engine.core.celshape import (
     token_count,
 )
 from stream_engine.core.celstdlib import FUNCTIONS, MAX_LIST_ITEMS
-from stream_engine.core.celtime import ACCESSORS, TIME_FUNCTIONS, UTC_TIMESTAMP
+from stream_engine.core.celtime import (
+    ACCESSORS,
+    TIME_FUNCTIONS,
+    UTC_TIMESTAMP,
+    TimeZoneError,
+    zone,
+)
 from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
@@ -252,9 +265,19 @@ class Expression:
         """What makes the expression fail on every record in ``scope``: a variable it does
         not give, a key of ``vars`` that is not there, a function called with a number of
         arguments it has no overload for. (``results.<rule>``: see ``keys_read``.)"""
-        found = [*self._variable_problems(scope), *self._call_problems()]
+        found = [*self._variable_problems(scope), *self._call_problems(), *self._zone_problems()]
         for name, known in scope.keys.items():
             found += _key_problems(name, self._fields.get(name), known)
+        return found
+
+    def _zone_problems(self) -> list[str]:
+        """A time zone written as a literal (``t.getHours('Europe/Lodnon')``) that is none."""
+        found: list[str] = []
+        for name, text in literal_arguments(self.source, frozenset(ACCESSORS)):
+            try:
+                zone(text)
+            except TimeZoneError as exc:
+                found.append(f"{name}({text!r}): {exc}")
         return found
 
     def keys_read(self, variable: str) -> frozenset[str]:

@@ -114,6 +114,8 @@ def test_a_stage_condition_reads_only_earlier_stages_results(tmp_path):
         ("data.name.frobnicate()", "unknown function 'frobnicate'"),
         ("now.getHours('UTC', 1) > 0", "no overload x.getHours(a, b)"),
         ("math.abs(1, 2) > 0", "no overload math.abs(a, b): call it as math.abs(a)"),
+        ("now.getHours('Europe/Lodnon') > 9", "getHours('Europe/Lodnon'): unknown time zone"),
+        ("now.getDate('+99:00') > 9", "getDate('+99:00'): time zone offset out of range"),
     ],
 )
 def test_a_function_without_that_overload_is_an_error(tmp_path, expr, message):
