@@ -37,7 +37,7 @@ from stream_engine.config.models import (
 from stream_engine.config.schema import SchemaProblem, input_validator
 from stream_engine.config.source import PathKey, format_location
 from stream_engine.core.breaker import BreakerState, CircuitBreaker
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import RECORD_SCOPE, Expression, Scope
 from stream_engine.core.outcome import Route
 from stream_engine.core.pii import PiiInputs, PiiPolicy
 from stream_engine.core.plan import (
@@ -51,6 +51,7 @@ from stream_engine.core.plan import (
 from stream_engine.core.records import RecordLimits
 from stream_engine.core.registry import Registry
 from stream_engine.core.retry import RetryPolicy
+from stream_engine.core.rule import Placed
 from stream_engine.core.service import GuardedService
 from stream_engine.errors import ConfigError, ConfigErrors, ExpressionError, RegistryError
 
@@ -466,6 +467,7 @@ class Compiler:
                 continue
             for param, message in instance.warnings():
                 self.warnings.append(f"{format_location((*path, 'params', param))}: {message}")
+            self._check_expressions(instance.expressions(), (*path, "params"))
             out[name] = GuardedService(
                 name,
                 instance,
@@ -524,6 +526,9 @@ class Compiler:
                 continue
             options = self.parse(StageConfig, {**body, "rules": {}}, path)
             condition = self._expression(body.get("condition"), (*path, "condition"))
+            if condition is not None:
+                earlier = Earlier(index, position, None, ())
+                self._check_expression(condition, RECORD_SCOPE, (*path, "condition"), earlier)
             specs = self._rules(
                 stage_name, position, body.get("rules"), index, services, default_timeout, raw
             )
@@ -648,7 +653,10 @@ class Compiler:
             if config is None:
                 continue
             self._check_dependencies(rule_id, stage, position, config, index, path)
+            earlier = Earlier(index, position, rule_id, tuple(config.dependencies))
             when = self._expression(config.when, (*path, "when"))
+            if when is not None:
+                self._check_expression(when, RECORD_SCOPE, (*path, "when"), earlier)
             cls = self._lookup(self.rules, config.class_, (*path, "class"))
             if cls is None:
                 continue
@@ -656,8 +664,11 @@ class Compiler:
                 rule = cls.from_params(config.params)
             except ValidationError as exc:
                 self._params_errors(cls.Params, exc, (*path, "params"))
+                # reported with the other errors, not once they are fixed
+                self._known_services(cls.service_names(config.params), services, (*path, "params"))
                 continue
-            if not self._bind(rule, config.params, services, (*path, "params")):
+            self._check_expressions(rule.expressions(), (*path, "params"), earlier)
+            if not self._bind(rule, services, (*path, "params")):
                 continue
             if not config.enabled:
                 continue
@@ -685,33 +696,53 @@ class Compiler:
             )
         return specs
 
-    def _bind(
-        self,
-        rule: Any,
-        params: Mapping[str, Any],
-        services: Mapping[str, GuardedService],
-        path: PathKey,
-    ) -> bool:
+    def _bind(self, rule: Any, services: Mapping[str, GuardedService], path: PathKey) -> bool:
+        """Bind the services the rule's params name; False when one is unknown or broken."""
         names = {p: getattr(rule.params, p) for p in rule.service_params}
-        bound: dict[str, GuardedService] = {}
+        if not self._known_services(names, services, path):
+            return False
+        rule.bind_services({name: services[name] for name in names.values()})
+        return True
+
+    def _known_services(
+        self, names: Mapping[str, Any], services: Mapping[str, GuardedService], path: PathKey
+    ) -> bool:
+        """Whether every service ``names`` (param → name) gives is compiled; an undeclared
+        one is an error at its param (a declared but broken one has its own errors)."""
         ok = True
         declared = self.data.get("services")
         for param, name in names.items():
             if name in services:
-                bound[name] = services[name]
-            elif isinstance(declared, dict) and name in declared:
-                ok = False  # the service itself is broken; its own errors say why
-            else:
+                continue
+            ok = False
+            if not (isinstance(declared, dict) and name in declared):
                 known = (
                     ", ".join(sorted(declared))
                     if isinstance(declared, dict) and declared
                     else "none"
                 )
                 self.error((*path, param), f"unknown service '{name}' (defined: {known})")
-                ok = False
-        if ok:
-            rule.bind_services(bound)
         return ok
+
+    def _check_expressions(
+        self, placed: list[Placed], path: PathKey, earlier: Earlier | None = None
+    ) -> None:
+        """Check each of a rule's or service's CEL params in the scope it runs in."""
+        for place, expression, scope in placed:
+            self._check_expression(expression, scope, (*path, *place), earlier)
+
+    def _check_expression(
+        self, expression: Expression, scope: Scope, path: PathKey, earlier: Earlier | None
+    ) -> None:
+        """What would fail on every record: an unknown variable, a ``vars`` key, a function
+        called with the wrong arguments, ``results.<rule>`` for a rule that has not run."""
+        for problem in expression.problems(scope):
+            self.error(path, problem)
+        if earlier is not None and "results" in scope.variables:
+            for name in sorted(expression.keys_read("results")):
+                why = earlier.problem(name)
+                if why is not None:
+                    self.error(path, f"results.{name}: {why}")
 
     def _check_dependencies(
         self,
@@ -763,6 +794,34 @@ class Compiler:
             )
             return ()
         return dependency_levels(specs)
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """Which rules have results when an expression runs: those of earlier stages and, for a
+    rule's expressions, its dependencies (``rule`` is None for a stage condition)."""
+
+    index: Mapping[str, tuple[int, str, bool]]
+    position: int
+    rule: str | None
+    dependencies: tuple[str, ...]
+
+    def problem(self, name: str) -> str | None:
+        """Why ``results.<name>`` has no value here, or None when it has one."""
+        found = self.index.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(self.index), n=1)
+            return f"unknown rule '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        position, stage, _ = found
+        if name == self.rule:
+            return "a rule cannot read its own result"
+        if position > self.position:
+            return f"rule '{name}' is in later stage '{stage}', which runs after this one"
+        if position == self.position and self.rule is None:
+            return f"rule '{name}' is in this stage, whose rules run after its condition"
+        if position == self.position and name not in self.dependencies:
+            return f"rule '{name}' is in this stage: list it under dependencies so it runs first"
+        return None
 
 
 def _valid_topic_names(raw: Mapping[str, Any]) -> TopicNamesConfig:

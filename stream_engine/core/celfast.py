@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ import cel
 from stream_engine.core.celregex import translate_pattern
 from stream_engine.core.celshape import COMPREHENSIONS
 from stream_engine.core.celstdlib import FUNCTIONS as EXTENSIONS
+from stream_engine.core.celtime import ACCESSORS, DURATION_ACCESSORS, utc_timestamp, zone
 from stream_engine.core.regex import Regex
 from stream_engine.errors import RegexError
 
@@ -190,6 +192,10 @@ _KINDS: dict[type, str] = {
 }
 
 
+#: Timestamps and durations: values of the fast path, but no function's result (``_result``).
+_TIME_KINDS: dict[type, str] = {datetime: "timestamp", timedelta: "duration"}
+
+
 def _int_kind(value: int) -> str:
     """Ints within int64 are ints; the ``cel`` package makes a uint of one up to 2^64 - 1
     (left to it) and a double of one beyond."""
@@ -205,7 +211,7 @@ def _kind(value: Any) -> str:
     cls = type(value)
     if cls is int:
         return _int_kind(value)
-    kind = _KINDS.get(cls)
+    kind = _KINDS.get(cls) or _TIME_KINDS.get(cls)
     if kind is not None:
         return kind
     if value is True or value is False:
@@ -220,6 +226,10 @@ def _kind(value: Any) -> str:
         return "list"
     if isinstance(value, dict):
         return "map"
+    if isinstance(value, datetime):
+        return "timestamp"
+    if isinstance(value, timedelta):
+        return "duration"
     raise Unsupported(f"value of type {type(value).__name__}")
 
 
@@ -271,6 +281,8 @@ def _add(a: Any, b: Any) -> Any:
     ka, kb = _kind(a), _kind(b)
     if ka == "list" and kb == "map":
         return [*a, *_range("+", b)]  # the cel package appends the map's keys
+    if kb == "duration" and ka in _TIME:  # duration + timestamp: no overload in the package
+        return _time_result(lambda: a + b)
     if ka != kb:
         raise _overload("+", a, b)
     if ka == "int":
@@ -284,6 +296,8 @@ def _add(a: Any, b: Any) -> Any:
 
 def _sub(a: Any, b: Any) -> Any:
     ka, kb = _kind(a), _kind(b)
+    if ka in _TIME and (kb == "duration" or kb == ka):
+        return _time_result(lambda: a - b)
     if ka != kb or ka not in ("int", "double"):
         raise _overload("-", a, b)
     return _check_int(a - b, "sub") if ka == "int" else _num(a) - _num(b)
@@ -382,7 +396,7 @@ def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
 def _order(op: str, a: Any, b: Any) -> bool:
     ka, kb = _kind(a), _kind(b)
     numeric = ka in ("int", "double") and kb in ("int", "double")
-    if not numeric and (ka != kb or ka not in ("string", "bool")):
+    if not numeric and (ka != kb or ka not in ("string", "bool", *_TIME)):
         raise _overload(op, a, b)
     if numeric:
         a, b = _num(a), _num(b)
@@ -500,6 +514,8 @@ def _double_text(value: float) -> str:
 
 def _to_string(value: Any) -> str:
     kind = _kind(value)
+    if kind in _TIME:
+        raise Unsupported(f"string() of a {kind}")  # the package's own text form
     if kind == "string":
         return str(value)
     if kind == "int":
@@ -524,7 +540,84 @@ def _strings(name: str, target: Any, arg: Any) -> tuple[str, str]:
     return target, arg
 
 
+_TIME = ("timestamp", "duration")
+#: The longest duration the ``cel`` package holds exactly (int64 nanoseconds); beyond, it
+#: saturates, which is left to it.
+_MAX_DURATION = timedelta(seconds=9_223_372_036)
+_DURATION_TEXT = re.compile(r"[+-]?(?:[0-9]{1,12}(?:h|ms|m|s|us|ns))+")
+_DURATION_PART = re.compile(r"([0-9]+)(h|ms|m|s|us|ns)")
+_UNIT_NS = {"h": 3_600_000_000_000, "m": 60_000_000_000, "s": 1_000_000_000, "ms": 1_000_000}
+_UNIT_NS |= {"us": 1_000, "ns": 1}
+_DURATION_US = {
+    "getHours": 3_600_000_000,
+    "getMinutes": 60_000_000,
+    "getSeconds": 1_000_000,
+    "getMilliseconds": 1_000,
+}
+
+
+#: No time-zone argument (``t.getHours()``).
+_NO_ZONE: Any = object()
+
+
+def _time_result(compute: Callable[[], Any]) -> Any:
+    """A timestamp or duration computed in Python, or ``Unsupported`` where it leaves the
+    range both represent alike (years 1 to 9999; durations of int64 nanoseconds)."""
+    try:
+        result = compute()
+    except OverflowError:
+        raise Unsupported("time arithmetic out of range") from None
+    if type(result) is timedelta and abs(result) > _MAX_DURATION:
+        raise Unsupported("duration out of range")
+    return result
+
+
+def _to_timestamp(value: Any) -> datetime:
+    """``timestamp()``: an RFC 3339 text in UTC (``celtime``, as on the package path)."""
+    if _kind(value) not in ("string", "timestamp"):
+        raise _overload("timestamp", value)
+    try:
+        return utc_timestamp(value)
+    except ValueError as exc:
+        raise CelError(f"timestamp: {exc}") from None
+
+
+def _to_duration(value: Any) -> timedelta:
+    """``duration()`` of whole numbers of units (``90m``, ``1h30m``); fractions, which the
+    package computes in floating point, and other forms are left to it."""
+    if _kind(value) == "duration":
+        return value  # type: ignore[no-any-return]
+    if type(value) is not str or not _DURATION_TEXT.fullmatch(value):
+        raise Unsupported("duration text outside the fast subset")
+    nanos = sum(int(n) * _UNIT_NS[unit] for n, unit in _DURATION_PART.findall(value))
+    if nanos % 1000 or nanos > _MAX_DURATION // timedelta(microseconds=1) * 1000:
+        raise Unsupported("duration finer than a microsecond, or out of range")
+    delta = timedelta(microseconds=nanos // 1000)
+    return -delta if value.startswith("-") else delta
+
+
+def _accessor(name: str, target: Any, tz: Any = _NO_ZONE) -> int:
+    """``t.getHours()`` (UTC), ``t.getHours('Europe/London')``, ``d.getHours()``."""
+    cls = type(target)
+    if cls is datetime and tz is _NO_ZONE:
+        return ACCESSORS[name](target if target.tzinfo is UTC else target.astimezone(UTC))
+    if cls is datetime and type(tz) is str:
+        try:
+            return ACCESSORS[name](target.astimezone(zone(tz)))
+        except ValueError as exc:
+            raise CelError(f"{name}: {exc}") from None
+    if cls is timedelta and tz is _NO_ZONE and name in DURATION_ACCESSORS:
+        micros: int = (target.days * 86_400 + target.seconds) * 1_000_000 + target.microseconds
+        whole = abs(micros) // _DURATION_US[name]
+        return whole if micros >= 0 else -whole
+    if tz is _NO_ZONE:
+        raise _overload(name, target)
+    raise _overload(name, target, tz)
+
+
 _FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "timestamp": _to_timestamp,
+    "duration": _to_duration,
     "int": _to_int,
     "double": _to_double,
     "string": _to_string,
@@ -785,6 +878,11 @@ class _Parser:
             return lambda env: function(target(env), arg(env))
         if name == "matches" and len(args) == 1:
             return self.text_work(_matcher(args[0]), target)
+        if name in ACCESSORS and not args:
+            return lambda env: _accessor(name, target(env))
+        if name in ACCESSORS and len(args) == 1:
+            zone_arg = args[0]
+            return lambda env: _accessor(name, target(env), zone_arg(env))
         if name in EXTENSIONS and name not in _NOT_FAST:
             return self.extension(name, [target, *args])
         raise Unsupported(f"method {name}")
@@ -873,6 +971,8 @@ class _Parser:
             if name in ("size", "double", "int"):
                 return self.text_work(function, args[0])
             arg = args[0]
+            if name in _TIME_FUNCTIONS and _scalar_constant(arg):
+                return _folded(function, arg)
             return lambda env: function(arg(env))
         if name in EXTENSIONS and name not in _NOT_FAST:
             return self.extension(name, args)
@@ -903,6 +1003,19 @@ class _Parser:
             raise Unsupported("has() needs a field selection")
         found = holder
         return lambda env: _has(found(env), field)
+
+
+#: Functions of a literal computed once, when the expression compiles.
+_TIME_FUNCTIONS = frozenset({"timestamp", "duration"})
+
+
+def _folded(function: Callable[[Any], Any], arg: Node) -> Node:
+    """``function`` of a literal, computed now; a literal it fails on fails each evaluation
+    as it would unfolded; one outside the fast subset leaves the expression to the package."""
+    try:
+        return _const(function(arg(Env())))
+    except CelError:
+        return lambda env: function(arg(env))
 
 
 def _const(value: Any) -> Node:
@@ -1239,6 +1352,28 @@ def _matcher(pattern: Node) -> Callable[[Any], bool]:
         return compiled.search(value)
 
     return matches
+
+
+def literal_arguments(source: str, methods: frozenset[str]) -> list[tuple[str, str]]:
+    """Each call ``x.name('text')`` of one of ``methods`` with one string literal: the name
+    and the text (none when the source is outside what this module tokenizes)."""
+    try:
+        tokens = _tokens(source)
+    except Unsupported:
+        return []
+    return [
+        (name, text)
+        for dot, (kind, name), paren, (lit, text), close in zip(
+            tokens, tokens[1:], tokens[2:], tokens[3:], tokens[4:], strict=False
+        )
+        if dot == ("op", ".")
+        and kind == "ident"
+        and name in methods
+        and paren == ("op", "(")
+        and lit == "lit"
+        and type(text) is str
+        and close == ("op", ")")
+    ]
 
 
 def compile_fast(source: str) -> Node:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 #: The longest expression source accepted, in characters.
 MAX_SOURCE_LENGTH = 10_000
@@ -22,6 +22,14 @@ MAX_NESTING = 32
 MAX_DEPTH = 100
 #: The macros that loop over a list or map.
 COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+class Call(NamedTuple):
+    """A call in a source: the function's name, whether as a method, how many arguments."""
+
+    name: str
+    method: bool
+    args: int
 
 
 class Refused(Exception):
@@ -196,3 +204,87 @@ def comprehensions(source: str) -> list[str]:
 def token_count(source: str) -> int:
     """How many tokens ``source`` has (a string literal is one)."""
     return len(_lex(source))
+
+
+def rename_calls(source: str, names: dict[str, str]) -> str:
+    """``source`` with each global call of a name in ``names`` (``timestamp(...)``, not
+    ``x.timestamp(...)`` nor text inside a string) calling the name it maps to instead."""
+    pieces: list[str] = []
+    pos = done = 0
+    previous = ""
+    while pos < len(source):
+        match = _LEX.match(source, pos)
+        assert match is not None  # the last alternative matches any character
+        kind, text = match.lastgroup or "other", match.group(0)
+        start, pos = pos, match.end()
+        if kind == "str":
+            end = _STRING_END["r" in text.lower(), text.lstrip("bBrR")].match(source, pos)
+            pos = end.end() if end is not None else len(source)
+        if kind == "ws":
+            continue
+        if kind == "ident" and text in names and previous != ".":
+            after = _LEX.match(source, pos)
+            while after is not None and after.lastgroup == "ws":
+                after = _LEX.match(source, after.end())
+            if after is not None and after.group(0) == "(":
+                pieces += [source[done:start], names[text]]
+                done = pos
+        previous = text if kind == "op" else kind
+    return "".join(pieces) + source[done:]
+
+
+def _call_name(items: Sequence[Item], k: int, namespaces: frozenset[str]) -> tuple[str, bool]:
+    """The name of the call whose name is ``items[k]`` and whether it is a method call;
+    ``math.abs(...)`` (a namespace before it) is the function ``math.abs``, not a method."""
+    name = items[k]
+    assert isinstance(name, tuple)
+    dotted = k >= 1 and items[k - 1] == ("op", ".")
+    if not dotted:
+        return name[1], False
+    space = items[k - 2] if k >= 2 else None
+    if (
+        isinstance(space, tuple)
+        and space[0] == "lit"
+        and space[1] in namespaces
+        and (k < 3 or items[k - 3] != ("op", "."))
+    ):
+        return f"{space[1]}.{name[1]}", False
+    return name[1], True
+
+
+def call_arities(source: str, namespaces: frozenset[str] = frozenset()) -> list[Call]:
+    """Each call in ``source`` (call ``check_shape`` first): its name, whether it is a method
+    call, and how many arguments it is given (a method's target not counted)."""
+    found: list[Call] = []
+    stack: list[Sequence[Item]] = [_groups(_lex(source))]
+    while stack:
+        items = stack.pop()
+        for k, item in enumerate(items):
+            if isinstance(item, list):
+                stack.append(item[1:])
+                following = items[k - 1] if k else None
+                if (
+                    item[0] == "("
+                    and isinstance(following, tuple)
+                    and following[0] == "lit"
+                    and following[1].isidentifier()
+                ):
+                    name, method = _call_name(items, k - 1, namespaces)
+                    args = item[1:]
+                    count = sum(1 for a in args if a == ("op", ",")) + 1 if args else 0
+                    found.append(Call(name, method, count))
+    return found
+
+
+def bound_variables(source: str) -> frozenset[str]:
+    """The variables the comprehensions of ``source`` bind (``x`` in ``l.all(x, x > 0)``)."""
+    tokens = _lex(source)
+    return frozenset(
+        var
+        for i in range(2, len(tokens) - 2)
+        if tokens[i - 1] == ("op", ".")
+        and tokens[i][1] in COMPREHENSIONS
+        and tokens[i + 1] == ("op", "(")
+        and tokens[i + 3] == ("op", ",")
+        and (var := tokens[i + 2][1]).isidentifier()
+    )

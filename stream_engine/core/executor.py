@@ -201,7 +201,7 @@ class _StageRun:
                 )
         if spec.when is not None:
             try:
-                applies = self.sync(spec.when.is_true, data, results)
+                applies = self.sync(spec.when.is_true, data, results, None, self.ctx.now)
             except RuleTimeoutError as exc:
                 return _error(stage, exc, 0, 0.0, "timeout")
             except Exception as exc:  # noqa: BLE001 - a condition's failure is the rule's
@@ -452,7 +452,9 @@ class Executor:
         if stage.condition is None:
             return True
         try:
-            holds: bool = run.sync(stage.condition.is_true, run.state.data, run.state.results)
+            holds: bool = run.sync(
+                stage.condition.is_true, run.state.data, run.state.results, None, run.ctx.now
+            )
         except Exception as exc:  # noqa: BLE001 - the condition's failure is the record's
             timed_out = isinstance(exc, RuleTimeoutError)
             run.dead_letter = DeadLetter(

@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
+from stream_engine.core.expr import Expression, Scope
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.service import Service
 
 P = TypeVar("P")
+#: Where a CEL expression sits under a rule's (or service's) ``params``, and what it sees.
+Placed = tuple[tuple[str | int, ...], Expression, Scope]
 
 
 class RuleContext:
@@ -62,6 +65,12 @@ class Rule(ABC, Generic[P]):
         self.params = params
         self.services: dict[str, Service] = {}
 
+    @classmethod
+    def service_names(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The service each ``service_params`` param of raw (unvalidated) params names, so
+        an unknown one is reported even when other params are invalid."""
+        return {p: params[p] for p in cls.service_params if isinstance(params.get(p), str)}
+
     def bind_services(self, services: Mapping[str, Service]) -> None:
         """Receive the services this rule's parameters name."""
         self.services = dict(services)
@@ -79,6 +88,11 @@ class Rule(ABC, Generic[P]):
         derives from them (an age from a date of birth) out of its messages and details unless
         ``pii.reveal_derived`` allows them. Returns warnings, each ``param: text``, about what
         it does with PII otherwise. The default does nothing and says nothing."""
+        return []
+
+    def expressions(self) -> list[Placed]:
+        """The rule's CEL expressions, each with its place under ``params`` and the scope it
+        runs in, checked when the configuration loads. The default: none."""
         return []
 
     @abstractmethod

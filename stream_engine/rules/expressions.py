@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import NOW, Expression, Scope
 from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, failed, passed
-from stream_engine.core.rule import RuleContext
+from stream_engine.core.rule import Placed, RuleContext
 from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import (
     CelSource,
@@ -18,6 +18,12 @@ from stream_engine.rules.base import (
     field_param,
     register_rule,
 )
+
+
+def vars_scope(constants: dict[str, Any]) -> Scope:
+    """What an expression of a rule with constants sees: the record, the results so far,
+    ``vars`` with the keys it has, the decision time."""
+    return Scope(frozenset({"data", "results", "vars", NOW}), {"vars": frozenset(constants)})
 
 
 class Check(RuleParams):
@@ -63,19 +69,27 @@ class CrossFieldCheck(ConfiguredRule[CrossFieldParams]):
     def __init__(self, params: CrossFieldParams) -> None:
         super().__init__(params)
         checks = list(params.checks)
+        places: list[tuple[str | int, ...]] = [("checks", i, "expr") for i in range(len(checks))]
         if params.expr is not None:
             checks.insert(0, Check(expr=params.expr, message=params.message))
+            places.insert(0, ("expr",))
         self._checks = [
             (check.name or f"check_{i}", Expression(check.expr), check.message or check.expr)
             for i, check in enumerate(checks)
         ]
+        self._places = places
         self._vars = {"vars": params.vars}
+
+    def expressions(self) -> list[Placed]:
+        scope = vars_scope(self.params.vars)
+        checks = zip(self._places, self._checks, strict=True)
+        return [(place, check[1], scope) for place, check in checks]
 
     def evaluate(self, ctx: RuleContext) -> Verdict:
         failures = [
             (name, message)
             for name, expression, message in self._checks
-            if not expression.is_true(ctx.data, ctx.results, self._vars)
+            if not expression.is_true(ctx.data, ctx.results, self._vars, ctx.now)
         ]
         if not failures:
             return passed("all checks hold")
@@ -110,11 +124,14 @@ class DerivedField(ConfiguredRule[DerivedFieldParams]):
     def provides(self) -> tuple[str, ...]:
         return (self.params.field,)
 
+    def expressions(self) -> list[Placed]:
+        return [(("expr",), self._expr, vars_scope(self.params.vars))]
+
     def evaluate(self, ctx: RuleContext) -> Verdict:
         name = self.params.field
         if not self.params.overwrite and ctx.data.get(name) is not None:
             return passed(f"{name} already set")
-        value = self._expr.evaluate(ctx.data, ctx.results, self._vars)
+        value = self._expr.evaluate(ctx.data, ctx.results, self._vars, ctx.now)
         try:
             ctx.data[name] = record_value(value)
         except NotJson as exc:

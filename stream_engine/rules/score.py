@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import NOW, Expression, Scope
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, failed, needs_review, passed
-from stream_engine.core.rule import RuleContext
+from stream_engine.core.rule import Placed, RuleContext
 from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
 from stream_engine.rules.fields import as_number
@@ -92,6 +92,14 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
             for name, c in params.components.items()
         ]
 
+    def expressions(self) -> list[Placed]:
+        scope = Scope(frozenset({"value", NOW}))
+        return [
+            (("components", name, "transform"), transform, scope)
+            for name, _, _, transform in self._components
+            if transform is not None
+        ]
+
     def provides(self) -> tuple[str, ...]:
         p = self.params
         return (p.score_field, p.category_field) if p.category_field else (p.score_field,)
@@ -111,7 +119,11 @@ class WeightedScore(ConfiguredRule[WeightedScoreParams]):
             value = as_number(ctx.data.get(field))
             if value is None:
                 continue
-            score: Any = value if transform is None else transform.evaluate(extra={"value": value})
+            score: Any = (
+                value
+                if transform is None
+                else transform.evaluate(extra={"value": value}, now=ctx.now)
+            )
             number = as_number(score)
             if number is None:
                 continue

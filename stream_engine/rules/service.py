@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import NOW, Expression, Scope
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
-from stream_engine.core.rule import RuleContext
+from stream_engine.core.rule import Placed, RuleContext
 from stream_engine.core.service import GuardedService
 from stream_engine.errors import RuleEvaluationError
 from stream_engine.rules.base import CelSource, ConfiguredRule, RuleParams, register_rule
@@ -97,8 +97,22 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         self._review = Expression(params.review_when) if params.review_when else None
         self._complete = Expression(params.complete_when) if params.complete_when else None
 
+    @classmethod
+    def service_names(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The service the raw params name, with seed 000's prefix taken off."""
+        return {p: service_name(name) for p, name in super().service_names(params).items()}
+
     def provides(self) -> tuple[str, ...]:
         return tuple(self.params.response_fields.values())
+
+    def expressions(self) -> list[Placed]:
+        scope = Scope(frozenset({"data", "results", "response", NOW}))
+        named = (("pass_when", self._pass), ("review_when", self._review))
+        return [
+            ((param,), expression, scope)
+            for param, expression in (*named, ("complete_when", self._complete))
+            if expression is not None
+        ]
 
     def _request(self, data: dict[str, Any]) -> dict[str, Any]:
         if not self._request_map:
@@ -131,7 +145,7 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
     def _judge(self, ctx: RuleContext, response: dict[str, Any]) -> Verdict:
         p = self.params
         extra = {"response": response}
-        verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra)
+        verdict_ok = self._pass is None or self._pass.is_true(ctx.data, ctx.results, extra, ctx.now)
         if verdict_ok or p.copy_on_fail:
             for key, field in p.response_fields.items():
                 if key in response:
@@ -141,9 +155,11 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
             for key in p.details_fields
             if key in response
         }
-        if self._complete is not None and self._complete.is_true(ctx.data, ctx.results, extra):
+        if self._complete is not None and self._complete.is_true(
+            ctx.data, ctx.results, extra, ctx.now
+        ):
             return complete(f"{p.service}: completed early", **details)
-        if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra):
+        if self._review is not None and self._review.is_true(ctx.data, ctx.results, extra, ctx.now):
             outcome = Outcome.PASS if verdict_ok else Outcome.FAIL
             return needs_review(f"{p.service}: needs manual review", outcome, **details)
         if verdict_ok:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from stream_engine.core.registry import Registry
+from stream_engine.core.rule import Placed
 
 ENTRY_POINT_GROUP = "stream_engine.services"
 
@@ -37,6 +38,11 @@ class ConfiguredService:
     def warnings(self) -> list[tuple[str, str]]:
         """Valid but risky params, as (param, message) pairs that ``validate`` prints; the
         messages never contain a secret."""
+        return []
+
+    def expressions(self) -> list[Placed]:
+        """The service's CEL expressions with their places under ``params`` and scopes,
+        checked when the configuration loads. The default: none."""
         return []
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,9 @@ import orjson
 from pydantic import Field, field_validator
 
 from stream_engine.config.models import CelText
-from stream_engine.core.expr import Expression
+from stream_engine.core.expr import Expression, Scope
 from stream_engine.core.records import NotJson, record_value
+from stream_engine.core.rule import Placed
 from stream_engine.errors import ExpressionError, ServiceError
 from stream_engine.services.base import ConfiguredService, ServiceParams, register_service
 
@@ -77,6 +78,12 @@ class SimulatedService(ConfiguredService):
         self._rng = random.Random(params.seed)
         self.calls = 0
         self.may_suspend = params.latency_ms > 0 or params.jitter_ms > 0
+
+    def expressions(self) -> list[Placed]:
+        """The answer's CEL fields, each over ``request``, ``response`` (the fields before
+        it) and ``rand``; checked when the configuration loads."""
+        scope = Scope(frozenset({"request", "response", "rand"}))
+        return [(("fields", field), expression, scope) for field, expression, _ in self._fields]
 
     def _key(self, request: dict[str, Any]) -> Any:
         if self.params.key_fields:

@@ -1,10 +1,12 @@
 """The fast CEL path agrees with the ``cel`` package: same value, or both an error, for
 generated expressions over generated records - every operator, conversion, string function,
-regular expression and comprehension the fast path compiles."""
+regular expression and comprehension the fast path compiles, and time: timestamps, durations,
+their arithmetic and comparisons, the accessors and their time-zone overloads."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import cel
 import pytest
@@ -13,8 +15,9 @@ from hypothesis import strategies as st
 
 from stream_engine.core import celregex_tables
 from stream_engine.core.celfast import INT_MAX, INT_MIN, CelError, Unsupported, compile_fast
-from stream_engine.core.celshape import check_shape
+from stream_engine.core.celshape import check_shape, rename_calls
 from stream_engine.core.celstdlib import FUNCTIONS
+from stream_engine.core.celtime import ACCESSORS, TIME_FUNCTIONS, UTC_TIMESTAMP
 
 SETTINGS = settings(
     max_examples=300,
@@ -435,7 +438,8 @@ def test_the_example_pipelines_expressions_take_the_fast_path(source):
         "{'a': 1}",
         "1u + 2u",
         "b'ab'",
-        "duration('1s')",
+        "duration('1.5s')",
+        "duration('1ns')",
         "data.s.matches('\\\\bword\\\\b')",
         "data.s.matches('(?=a)')",
         "data.s.matches(data.pattern)",
@@ -444,3 +448,158 @@ def test_the_example_pipelines_expressions_take_the_fast_path(source):
 def test_constructs_outside_the_subset_are_left_to_the_cel_package(source):
     with pytest.raises(Unsupported):
         compile_fast(source)
+
+
+# -- time: timestamps, durations, accessors and their time-zone overloads -------------------
+
+ZONES = [
+    "UTC",
+    "Europe/London",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "+05:30",
+    "-08:00",
+    "00:00",
+    "+25:00",
+    "Mars/Olympus",
+]
+ACCESSOR_NAMES = sorted(ACCESSORS)
+MOMENTS = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.just(UTC),
+)
+OFFSETS = st.sampled_from(["Z", "z", "+00:00", "-05:00", "+05:30", "+14:00", "-12:00", "+01:00"])
+
+
+def rfc3339(moment: datetime, offset: str, digits: int) -> str:
+    shift = timedelta(0) if offset in ("Z", "z") else _offset(offset)
+    local = (moment + shift).replace(tzinfo=None)
+    fraction = f".{local.microsecond:06d}"[: digits + 1] if digits else ""
+    return local.strftime("%Y-%m-%dT%H:%M:%S").zfill(19) + fraction + offset
+
+
+def _offset(text: str) -> timedelta:
+    delta = timedelta(hours=int(text[1:3]), minutes=int(text[4:6]))
+    return -delta if text[0] == "-" else delta
+
+
+TIMESTAMP_TEXT = st.builds(rfc3339, MOMENTS, OFFSETS, st.sampled_from([0, 3, 6, 9])) | (
+    st.sampled_from(["2026-03-02", "2026-02-30T00:00:00Z", "nope", "0000-01-01T00:00:00Z"])
+)
+DURATION_TEXT = st.builds(
+    lambda sign, parts: sign + "".join(parts),
+    st.sampled_from(["", "-", "+"]),
+    st.lists(
+        st.builds(
+            lambda n, unit: f"{n}{unit}",
+            st.integers(min_value=0, max_value=100_000) | st.sampled_from(["1.5", "0.25"]),
+            st.sampled_from(["h", "m", "s", "ms", "us", "ns"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+ts_atoms = st.one_of(
+    st.just("now"),
+    st.just("timestamp(x.t)"),
+    TIMESTAMP_TEXT.map(lambda text: f"timestamp({literal(text)})"),
+)
+dur_atoms = st.one_of(
+    DURATION_TEXT.map(lambda text: f"duration({literal(text)})"),
+    st.just("(now - timestamp(x.t))"),
+)
+
+
+def time_expressions() -> st.SearchStrategy[str]:
+    timestamps = st.one_of(
+        ts_atoms,
+        st.tuples(ts_atoms, st.sampled_from(["+", "-"]), dur_atoms).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(dur_atoms, ts_atoms).map(lambda t: f"({t[0]} + {t[1]})"),
+    )
+    durations = st.one_of(
+        dur_atoms,
+        st.tuples(dur_atoms, st.sampled_from(["+", "-"]), dur_atoms).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(timestamps, timestamps).map(lambda t: f"({t[0]} - {t[1]})"),
+    )
+    either = timestamps | durations
+    return st.one_of(
+        st.tuples(timestamps, st.sampled_from(ACCESSOR_NAMES)).map(lambda t: f"{t[0]}.{t[1]}()"),
+        st.tuples(timestamps, st.sampled_from(ACCESSOR_NAMES), st.sampled_from(ZONES)).map(
+            lambda t: f"{t[0]}.{t[1]}({literal(t[2])})"
+        ),
+        st.tuples(durations, st.sampled_from(ACCESSOR_NAMES)).map(lambda t: f"{t[0]}.{t[1]}()"),
+        st.tuples(either, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), either).map(
+            lambda t: f"{t[0]} {t[1]} {t[2]}"
+        ),
+        st.tuples(either, st.sampled_from(["== 1", "in [now]", "* 2", "+ 1"])).map(
+            lambda t: f"{t[0]} {t[1]}"
+        ),
+        st.tuples(st.sampled_from(["-", "!"]), either).map(lambda t: f"{t[0]}{t[1]}"),
+        st.tuples(st.sampled_from(["size", "int", "double"]), either).map(
+            lambda t: f"{t[0]}({t[1]})"
+        ),
+        timestamps,
+        durations,
+    )
+
+
+def reference(source: str, env: dict) -> object:
+    """What the package path of ``Expression`` computes: ``timestamp()`` in UTC, and the
+    time-zone overloads (``celtime``)."""
+    renamed = rename_calls(source, {"timestamp": UTC_TIMESTAMP})
+    return cel.compile(renamed).execute(cel.Context(env, TIME_FUNCTIONS))
+
+
+@settings(SETTINGS, max_examples=500)
+@given(
+    source=time_expressions(),
+    now=MOMENTS,
+    text=TIMESTAMP_TEXT,
+)
+@example(source="now.getDayOfWeek()", now=datetime(2026, 3, 1, tzinfo=UTC), text="")
+@example(
+    source="timestamp('2026-03-02T23:30:15.250-05:00').getDayOfYear('Asia/Kolkata')",
+    now=datetime(2026, 3, 1, tzinfo=UTC),
+    text="",
+)
+@example(source="duration('-90s').getMinutes()", now=datetime(2026, 3, 1, tzinfo=UTC), text="")
+def test_time_on_the_fast_path_agrees_with_the_package(source, now, text):
+    check_shape(source)
+    env = {"now": now, "x": {"t": text}}
+    try:
+        fast = compile_fast(source)
+    except Unsupported:
+        return
+    try:
+        expected = reference(source, env)
+    except Exception:  # noqa: BLE001 - any error of the reference is an error
+        try:
+            got = fast(env)
+        except (CelError, Unsupported):
+            return
+        pytest.fail(f"{source!r} (now={now}, t={text!r}): fast={got!r}, the package raised")
+    try:
+        got = fast(env)
+    except Unsupported:
+        return
+    except CelError as exc:
+        pytest.fail(f"{source!r} (now={now}, t={text!r}): fast raised {exc}, cel={expected!r}")
+    assert type(got) is type(expected), f"{source!r}: fast={got!r} cel={expected!r}"
+    assert got == expected, f"{source!r} (now={now}, t={text!r}): fast={got!r} cel={expected!r}"
+
+
+def test_the_time_functions_take_the_fast_path():
+    for source in (
+        "now.getHours('Europe/London') >= 9 && now.getHours('Europe/London') < 17",
+        "timestamp(data.t).getDayOfWeek() == 2",
+        "now - timestamp(data.t) < duration('24h')",
+        "data.events.all(e, timestamp(e.at) < now)",
+    ):
+        assert callable(compile_fast(source))

@@ -82,7 +82,7 @@ class SlowCondition:
 
     source = "spin"
 
-    def is_true(self, data, results) -> bool:
+    def is_true(self, data, results, extra=None, now=None) -> bool:
         while data.get("spin"):
             pass
         return True
