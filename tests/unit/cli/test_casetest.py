@@ -329,3 +329,26 @@ def test_without_now_a_case_is_decided_at_the_current_time(tmp_path, monkeypatch
     assert run_test(tmp_path, [case("now", ALICE)]).exit_code == 0
     decided = datetime.fromisoformat(seen[0])
     assert abs((datetime.now(UTC) - decided).total_seconds()) < 60
+
+
+def test_a_time_rule_is_testable_by_fixing_now_per_case(tmp_path, monkeypatch):
+    hours = {
+        "class": "CrossFieldCheck",
+        "params": {
+            "expr": "now.getHours('Europe/London') >= 9 && now.getHours('Europe/London') < 17",
+            "message": "outside business hours",
+        },
+    }
+    monkeypatch.setitem(PIPELINE["stages"]["intake"]["rules"], "business_hours", hours)
+    cases = [
+        {**case("in hours", ALICE, status="approved"), "now": "2026-03-02T10:00:00Z"},
+        {
+            **case("after hours", ALICE, status="rejected", failed_rules=["business_hours"]),
+            "now": "2026-03-02T18:30:00Z",
+        },
+        # 08:30 UTC is 09:30 in London in summer
+        {**case("summer morning", ALICE, status="approved"), "now": "2026-07-01T08:30:00Z"},
+    ]
+    result = run_test(tmp_path, cases)
+    assert result.exit_code == 0, result.stdout
+    assert "3 passed, 0 failed" in result.stdout
