@@ -75,3 +75,32 @@ class DeadLetterReason(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     BUDGET_EXCEEDED = "budget_exceeded"
     INTERNAL_ERROR = "internal_error"
+
+
+class OutputKind(StrEnum):
+    """The pipeline's output topics, by what they carry (``<pipeline>.<kind>`` by default)."""
+
+    DECISIONS = "decisions"
+    REJECTED = "rejected"
+    REVIEW = "review"
+    DLQ = "dlq"
+
+
+#: The output topic each final status goes to (a dead letter: the dead-letter topic).
+STATUS_OUTPUT = {
+    Status.APPROVED: OutputKind.DECISIONS,
+    Status.COMPLETED: OutputKind.DECISIONS,
+    Status.REJECTED: OutputKind.REJECTED,
+    Status.REVIEW: OutputKind.REVIEW,
+    Status.DEAD_LETTER: OutputKind.DLQ,
+}
+
+
+class ErrorKind(StrEnum):
+    """What made a rule or service call fail (``retry.on`` names them; errors carry one)."""
+
+    TIMEOUT = "timeout"
+    SERVICE_ERROR = "service_error"
+    CLIENT_ERROR = "client_error"
+    CIRCUIT_OPEN = "circuit_open"
+    RULE_ERROR = "rule_error"
