@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     AwareDatetime,
@@ -25,38 +25,31 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    model_validator,
 )
 
 from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.source import PathKey, Source, format_location, read_source
+from stream_engine.core.outcome import Outcome, Route, Status
 from stream_engine.core.registry import Registry
-from stream_engine.errors import ConfigError, ConfigErrors, ServiceError
+from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.offline import OfflineEvaluator
 from stream_engine.rules import RULES
-from stream_engine.services import SERVICES
-from stream_engine.services.base import ConfiguredService, ServiceParams
+from stream_engine.services.standin import STAND_IN_CLASS, StandInParams, case_registry
 
 _MISSING = object()
-
-#: The service class a case's ``services`` entry compiles to; no pipeline file can name it.
-STAND_IN_CLASS = "stream-engine test stand-in"
-
-#: The keys a ``services`` entry of a case may use to fail or to answer explicitly; a mapping
-#: with any other key is the answer itself.
-STAND_IN_KEYS = frozenset({"answer", "error", "timeout"})
 
 
 class Expect(BaseModel):
     """What a case asserts; every key is optional and only what is given is checked."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Enum values are kept as their text: a failure then reads ``expected 'approved'``.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
-    status: Literal["approved", "rejected", "review", "completed", "dead_letter"] | None = Field(
+    status: Status | None = Field(
         None, description="the decision's status: approved, rejected, review, completed..."
     )
-    route: Literal["forward", "reject", "review", "complete", "dead_letter"] | None = Field(
+    route: Route | None = Field(
         None, description="the route: forward, reject, review, complete, dead_letter"
     )
     record_id: str | None = Field(None, description="the record id (from input.key_field)")
@@ -65,7 +58,7 @@ class Expect(BaseModel):
         None,
         description="exactly these failed: a list of rules, or stage -> rules ([]: none)",
     )
-    outcomes: dict[str, Literal["PASS", "FAIL", "SKIP", "ERROR"]] = Field(
+    outcomes: dict[str, Outcome] = Field(
         default_factory=dict, description="rule -> PASS, FAIL, SKIP or ERROR"
     )
     not_evaluated: list[str] = Field(
@@ -90,50 +83,6 @@ class Expect(BaseModel):
 def expect_keys_help() -> list[tuple[str, str]]:
     """Each expect key with its one-line meaning (``stream-engine test --help``)."""
     return [(name, info.description or "") for name, info in Expect.model_fields.items()]
-
-
-class StandInParams(ServiceParams):
-    """What a service does in one case: answer ``answer``, fail with ``error``, or time out."""
-
-    answer: dict[str, Any] | None = None
-    error: str | None = None
-    timeout: Literal[True] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        """A mapping without the reserved keys is the answer itself (``{verified: false}``)."""
-        if isinstance(value, dict) and not set(value) <= STAND_IN_KEYS:
-            return {"answer": value}
-        return value
-
-    @model_validator(mode="after")
-    def _one(self) -> StandInParams:
-        given = [k for k in ("answer", "error", "timeout") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of answer, error or timeout: true")
-        return self
-
-
-class StandInService(ConfiguredService):
-    """A case's stand-in for a configured service, behind that service's own timeout, retry
-    and circuit breaker. It answers at once: a timeout is raised, not waited for."""
-
-    Params = StandInParams
-    may_suspend = False
-
-    def __init__(self, name: str, params: StandInParams) -> None:
-        super().__init__(name, params)
-        self.params: StandInParams = params
-
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The case's answer; its error as a ``ServiceError``; its timeout as ``TimeoutError``
-        (which the guard reports exactly as a service that ran past ``timeout_s``)."""
-        if self.params.timeout:
-            raise TimeoutError("stand-in timeout")
-        if self.params.error is not None:
-            raise ServiceError(f"service '{self.name}': {self.params.error}")
-        return copy.deepcopy(self.params.answer or {})
 
 
 class Case(BaseModel):
@@ -382,16 +331,6 @@ def compare(expect: Expect, answer: dict[str, Any], stages: list[str]) -> list[s
         if total > expect.max_cost + 1e-9:
             problems.append(f"cost: expected at most {expect.max_cost}, got {total}")
     return problems
-
-
-def case_registry() -> Registry[Any]:
-    """The service classes a case's pipeline compiles with: the built-in and plugged-in ones,
-    and the stand-in (which a pipeline file cannot name: it is not in ``SERVICES``)."""
-    registry: Registry[Any] = Registry("service")
-    for name in SERVICES.names():
-        registry.add(name, SERVICES.get(name))
-    registry.add(STAND_IN_CLASS, StandInService)
-    return registry
 
 
 def with_stand_ins(

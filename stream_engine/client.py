@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, StreamEngineError
 from stream_engine.runtime.codec import record_key
 from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
@@ -31,7 +32,8 @@ from stream_engine.runtime.topics import pipeline_topics
 
 log = logging.getLogger(__name__)
 
-OUTPUTS: tuple[str, ...] = ("decisions", "rejected", "review", "dlq")
+#: The output topics ``decisions`` reads by default: every kind, by its text.
+OUTPUTS: tuple[str, ...] = tuple(kind.value for kind in OutputKind)
 
 
 class Client:

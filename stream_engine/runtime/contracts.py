@@ -6,14 +6,24 @@ and what the contract tests validate the codec's output against."""
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-Outcome = Literal["PASS", "FAIL", "SKIP", "ERROR"]
-RouteName = Literal["forward", "reject", "review", "complete", "dead_letter"]
-StatusName = Literal["approved", "rejected", "review", "completed", "dead_letter"]
+from stream_engine.core.outcome import Outcome, Route, Status
+
+
+def _inline(kind: type[StrEnum]) -> WithJsonSchema:
+    """A field's schema holds the enum's values itself, as a ``Literal`` would: the committed
+    schemas do not change with the enum's docstring."""
+    return WithJsonSchema({"enum": [member.value for member in kind], "type": "string"})
+
+
+OutcomeName = Annotated[Outcome, _inline(Outcome)]
+RouteName = Annotated[Route, _inline(Route)]
+StatusName = Annotated[Status, _inline(Status)]
 
 
 class _Contract(BaseModel):
@@ -24,7 +34,7 @@ class RuleResultModel(_Contract):
     """One rule evaluation."""
 
     stage: str
-    outcome: Outcome
+    outcome: OutcomeName
     message: str
     details: dict[str, Any]
     duration_ms: float = Field(ge=0)

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stream_engine.config.compiler import TOPICS_FILE, CompiledPipeline
 from stream_engine.config.source import PathKey, Source, format_location, read_source
+from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames, topic_names
 
 DEFAULTS_FILE = Path(__file__).with_name("topic_defaults.yaml")  # shipped in the package
-KINDS = ("input", "stage", "decisions", "rejected", "review", "dlq")
 TOPIC_EXISTS = 36
 
 
@@ -35,15 +35,29 @@ class TopicSettings(BaseModel):
     max_message_bytes: int | None = Field(None, ge=1024, le=MAX_TRANSPORT_BYTES)
 
 
+#: The kinds of topic (the keys of a topics file's ``kinds``): a pipeline's input, a later
+#: stage's, and the outputs.
+TOPIC_KINDS: tuple[str, ...] = ("input", "stage", *(kind.value for kind in OutputKind))
+
+
+def _topic_kind(value: object) -> str:
+    """``value`` if it is a topic kind; else the error a ``Literal`` of the kinds gives."""
+    if isinstance(value, str) and value in TOPIC_KINDS:
+        return str(value)
+    expected = ", ".join(repr(kind) for kind in TOPIC_KINDS[:-1]) + f" or {TOPIC_KINDS[-1]!r}"
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
+TopicKind = Annotated[str, PlainValidator(_topic_kind)]
+
+
 class TopicsFile(BaseModel):
     """A topics file: settings for every topic, then per kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     defaults: TopicSettings = Field(default_factory=TopicSettings)
-    kinds: dict[
-        Literal["input", "stage", "decisions", "rejected", "review", "dlq"], TopicSettings
-    ] = Field(default_factory=dict)
+    kinds: dict[TopicKind, TopicSettings] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ def settings_file(pipeline: CompiledPipeline) -> Path:
 
 #: Every key a topics file may hold: an error's location names these only, never a key of
 #: the file's own (the file may be anything the configuration pointed at).
-_KEYS = frozenset({"defaults", "kinds", *KINDS, *TopicSettings.model_fields})
+_KEYS = frozenset({"defaults", "kinds", *TOPIC_KINDS, *TopicSettings.model_fields})
 
 
 def load_topics_file(path: Path) -> TopicsFile:
@@ -109,7 +123,7 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
             "cleanup_policy": None,
             "max_message_bytes": None,
         }
-        for layer in (declared.defaults, declared.kinds.get(kind)):  # type: ignore[call-overload]
+        for layer in (declared.defaults, declared.kinds.get(kind)):
             if layer is not None:
                 merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
         config = {}
