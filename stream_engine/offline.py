@@ -209,7 +209,7 @@ class OfflineEvaluator:
         letter = self._letter(out.headers, line)
         if out.state is None or out.outcome is None:
             return letter
-        decided = self.processors[stage.name].executor.decide(out.state, out.outcome)
+        decided = self.processors[stage.name].router.decide(out.state, out.outcome)
         if decided is None:
             return letter
         body = decided.to_dict()

@@ -10,14 +10,11 @@ from stream_engine.errors import CircuitOpenError
 
 
 class BreakerState(StrEnum):
-    """The three states of a breaker; the metric exports them as 0, 1 and 2."""
+    """The three states of a breaker (the runtime's metric gives each its number)."""
 
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-BREAKER_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 
 
 class CircuitBreaker:

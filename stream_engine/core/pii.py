@@ -22,13 +22,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ahocorasick_rs import AhoCorasick, MatchKind
-
+from stream_engine.core.pii_find import (
+    FEW,
+    GRAM_BUDGET,
+    SHORT,
+    Finder,
+    distinct,
+    holds_value,
+    longest_first,
+    numeric,
+    output_texts,
+    present,
+    value_text,
+    values_at,
+)
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import DeadLetter
 
@@ -42,18 +54,7 @@ MASK_CHAR = "*"
 HASH_PREFIX = "sha256:"
 #: A masked date: fixed, so that neither its length nor its format shows.
 HIDDEN_DATE = MASK_CHAR * 10
-#: Values shorter than this are replaced in free text only where they stand alone (not inside
-#: a longer word or number), so a short value does not garble every message.
-SHORT = 4
-#: Up to this many distinct PII values a record's texts are searched value by value (fastest
-#: for the usual two to five); beyond it, with one Aho-Corasick automaton (linear time).
-FEW = 16
-#: A record with more values: the substrings of a stage's output as long as its values are
-#: looked up to find those that occur in it (``_present``), up to this many characters of them;
-#: beyond it the automaton searches the output.
-GRAM_BUDGET = 300_000
 
-_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _SEP = r"[-/. ]"
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
@@ -143,28 +144,6 @@ class PiiInputs:
         return not self.reveal_derived and self.holds(name)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
-def _at(data: Mapping[str, Any], parts: Sequence[str]) -> list[Any]:
-    """Every value at a dotted path: through objects by key, through lists element by element."""
-    found: list[Any] = []
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if depth == len(parts):
-            found.append(value)
-        elif isinstance(value, Mapping):
-            if parts[depth] in value:
-                stack.append((value[parts[depth]], depth + 1))
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth) for item in reversed(value))
-    return found
-
-
 class Masker:
     """Protects one pipeline's PII fields. Built once per executor; costs nothing per record
     when the pipeline lists no PII field (the executor then has no masker at all)."""
@@ -232,7 +211,7 @@ class Masker:
             return {k: self.protect(v, as_date) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.protect(v, as_date) for v in value]
-        return self.protect_text(_text(value), as_date)
+        return self.protect_text(value_text(value), as_date)
 
     def data(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of a record with every PII field protected (absent fields stay absent; the
@@ -263,13 +242,13 @@ class Masker:
 
     def needles(self, data: Mapping[str, Any]) -> list[str]:
         """The record's PII values as text, longest first: what must not appear in messages."""
-        return _longest_first(_distinct(self.values(data)))
+        return longest_first(distinct(self.values(data)))
 
     def values(self, data: Mapping[str, Any]) -> tuple[Any, ...]:
         """The record's raw PII values (cheap: what the executor keeps at a stage's start)."""
         if not self._paths:
             return tuple([data.get(name) for name in self.fields])
-        nested = [_at(data, parts) or None for _, parts in self._paths]
+        nested = [values_at(data, parts) or None for _, parts in self._paths]
         return (*[data.get(name) for name in self.fields], *nested)
 
     def dated(self, *values: tuple[Any, ...]) -> frozenset[str]:
@@ -277,12 +256,12 @@ class Masker:
         ``date_fields``: what is masked as a date whatever its shape."""
         if not self._dated:
             return frozenset()
-        return frozenset(_distinct([v[i] for v in values for i in self._dated]))
+        return frozenset(distinct([v[i] for v in values for i in self._dated]))
 
     def scrub(self, text: str, needles: Sequence[str], dated: Collection[str] = ()) -> str:
         """``text`` with every occurrence of the record's PII values (longest first) protected."""
         if len(needles) > FEW:
-            return _Finder(needles).scrub(text, self._replacer(dated))
+            return Finder(needles).scrub(text, self._replacer(dated))
         for needle in needles:
             if needle not in text:
                 continue
@@ -298,7 +277,7 @@ class Masker:
         """A rule's details with PII values protected: strings (keys too) are scrubbed, a number
         equal to a PII value is replaced by its protected text."""
         if len(needles) > FEW:
-            finder = _Finder(needles)
+            finder = Finder(needles)
             replace = self._replacer(dated)
             return self._scrub_tree(
                 value, lambda text: finder.scrub(text, replace), finder.known, dated
@@ -352,7 +331,7 @@ class Masker:
         may change them). Runs on every result of every stage, so the checks allocate nothing;
         only a result that holds a value is rewritten."""
         after = self.values(data)
-        found: Collection[str] = _distinct(before if after == before else (*before, *after))
+        found: Collection[str] = distinct(before if after == before else (*before, *after))
         if not found:
             return
         dated = self.dated(before, after) if self._dated else ()
@@ -361,22 +340,22 @@ class Masker:
             if not found:
                 return
         needles = tuple(found)
-        numbers = _numeric(needles)
+        numbers = numeric(needles)
         ordered: list[str] = []  # longest first, sorted only when something must be replaced
         for _, result in results:
             message = result.message
             if message:
                 for needle in needles:
                     if needle in message:
-                        ordered = ordered or _longest_first(found)
+                        ordered = ordered or longest_first(found)
                         result.message = self.scrub(message, ordered, dated)
                         break
             details = result.details
-            if details and _holds(details, needles, numbers):
-                ordered = ordered or _longest_first(found)
+            if details and holds_value(details, needles, numbers):
+                ordered = ordered or longest_first(found)
                 result.details = self.scrub_value(details, ordered, dated)
         if letter is not None and letter.message:
-            letter.message = self.scrub(letter.message, ordered or _longest_first(found), dated)
+            letter.message = self.scrub(letter.message, ordered or longest_first(found), dated)
 
     def _narrow(
         self,
@@ -388,20 +367,20 @@ class Masker:
         """For a record with many PII values: the few of them that occur in what the stage
         wrote, for ``stage`` to replace value by value; or none, once the output is scrubbed
         with one automaton (many values occur in it, or it is too long to look up)."""
-        texts = _output_texts(results, letter)
+        texts = output_texts(results, letter)
         lengths = {len(needle) for needle in found}
         if sum(map(len, texts)) * sum(lengths) <= GRAM_BUDGET:
-            found = _present(found, lengths, texts)
+            found = present(found, lengths, texts)
             if len(found) <= FEW:
                 return found
-        self._stage_many(results, letter, _Finder(found), dated)
+        self._stage_many(results, letter, Finder(found), dated)
         return ()
 
     def _stage_many(
         self,
         results: Sequence[tuple[str, RuleResult]],
         letter: DeadLetter | None,
-        finder: _Finder,
+        finder: Finder,
         dated: Collection[str],
     ) -> None:
         """``stage`` for a record whose output quotes many of its PII values: one automaton."""
@@ -417,170 +396,3 @@ class Masker:
                 result.details = self._scrub_tree(result.details, scrub, finder.known, dated)
         if letter is not None and letter.message:
             letter.message = scrub(letter.message)
-
-
-class _Finder:
-    """Many PII values found in one pass over a text (Aho-Corasick, leftmost-longest)."""
-
-    __slots__ = ("_automaton", "known", "needles")
-
-    def __init__(self, needles: Iterable[str]) -> None:
-        self.needles = list(needles)
-        self.known = frozenset(self.needles)
-        self._automaton = AhoCorasick(self.needles, matchkind=MatchKind.LeftmostLongest)
-
-    def spans(self, text: str) -> Iterator[tuple[str, int, int]]:
-        """Each value found in ``text`` with its span; a short value only where it stands
-        alone."""
-        for index, start, end in self._automaton.find_matches_as_indexes(text):
-            needle = self.needles[index]
-            if len(needle) < SHORT and (
-                (start > 0 and text[start - 1] in _ALNUM)
-                or (end < len(text) and text[end] in _ALNUM)
-            ):
-                continue
-            yield needle, start, end
-
-    def scrub(self, text: str, replace: Callable[[str], str]) -> str:
-        """``text`` with each value found replaced by ``replace(value)``."""
-        if text in self.known:
-            return replace(text)  # the usual shape of a value quoted in details: all of it
-        parts: list[str] = []
-        last = 0
-        for needle, start, end in self.spans(text):
-            parts.append(text[last:start])
-            parts.append(replace(needle))
-            last = end
-        if not parts:
-            return text
-        parts.append(text[last:])
-        return "".join(parts)
-
-
-def _distinct(values: Iterable[Any]) -> dict[str, None]:
-    """PII values as texts, each once, in document order (a dict: linear however many there
-    are). A value may be a list or an object: its scalars count; booleans and nulls identify
-    nobody and are not searched for."""
-    found: dict[str, None] = {}
-    stack: list[Any] = []
-    for value in values:
-        if type(value) is str:
-            if value:
-                found[value] = None
-            continue
-        stack.append(value)
-        while stack:
-            item = stack.pop()
-            kind = type(item)
-            if kind is str:
-                if item:
-                    found[item] = None
-            elif item is None or kind is bool:
-                continue
-            elif kind is list or kind is tuple:
-                stack.extend(reversed(item))
-            elif isinstance(item, Mapping):
-                stack.extend(reversed(list(item.values())))
-            elif isinstance(item, list | tuple):
-                stack.extend(reversed(item))
-            else:
-                found[_text(item)] = None
-    return found
-
-
-def _longest_first(found: Iterable[str]) -> list[str]:
-    needles = list(found)
-    if len(needles) > 1:
-        needles.sort(key=len, reverse=True)
-    return needles
-
-
-def _output_texts(
-    results: Sequence[tuple[str, RuleResult]], letter: DeadLetter | None
-) -> list[str]:
-    """Every text a stage wrote for people: messages, strings, keys and numbers of details."""
-    texts = [letter.message] if letter is not None and letter.message else []
-    stack: list[Any] = []
-    for _, result in results:
-        if result.message:
-            texts.append(result.message)
-        if result.details:
-            stack.append(result.details)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            texts.append(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, int | float) and not isinstance(item, bool):
-            texts.append(str(item))
-    return texts
-
-
-def _present(found: Iterable[str], lengths: Iterable[int], texts: Sequence[str]) -> list[str]:
-    """The values of ``found`` that occur in ``texts``, without searching for any value: every
-    substring of the texts as long as a value is looked up (``lengths``: the values' lengths)."""
-    grams = {
-        text[i : i + size]
-        for size in lengths
-        for text in texts
-        for i in range(len(text) - size + 1)
-    }
-    return [needle for needle in found if needle in grams]
-
-
-def _mentions(text: str, needles: Collection[str]) -> bool:
-    # a loop: any() over a generator costs twice as much, on every result's message
-    for needle in needles:  # noqa: SIM110
-        if needle in text:
-            return True
-    return False
-
-
-def _numeric(needles: Iterable[str]) -> bool:
-    """Whether any PII value reads as a number (only then are numbers in details compared)."""
-    for needle in needles:  # noqa: SIM110 - a loop: this runs once per stage and record
-        if needle.replace(".", "", 1).lstrip("-").isdigit():
-            return True
-    return False
-
-
-def _holds(value: Any, needles: Collection[str], numbers: bool) -> bool:
-    """Whether a details value (or a key in it) contains a PII value. This runs on every
-    result that has details, so the common shapes - an object of texts, numbers and lists of
-    texts - are checked inline, with exact type tests first."""
-    kind = type(value)
-    if kind is str:
-        return _mentions(value, needles)
-    if kind is dict or isinstance(value, Mapping):
-        for key, inner in value.items():
-            if type(key) is str:
-                for needle in needles:
-                    if needle in key:
-                        return True
-            inner_kind = type(inner)
-            if inner_kind is str:
-                for needle in needles:
-                    if needle in inner:
-                        return True
-            elif inner_kind is int or inner_kind is float:
-                if numbers and str(inner) in needles:
-                    return True
-            elif inner is not None and inner_kind is not bool and _holds(inner, needles, numbers):
-                return True
-        return False
-    if kind is list or kind is tuple:
-        for item in value:
-            if type(item) is str:
-                for needle in needles:
-                    if needle in item:
-                        return True
-            elif _holds(item, needles, numbers):
-                return True
-        return False
-    if kind is int or kind is float:
-        return numbers and str(value) in needles
-    return False

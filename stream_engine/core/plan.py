@@ -80,7 +80,6 @@ class PipelinePlan:
     pii_fields: tuple[str, ...] = ()
     pii: PiiPolicy = field(default_factory=PiiPolicy)
     environment: str | None = None
-    extras: Mapping[str, Any] = field(default_factory=dict)
     #: Bounds on each input record, checked once as it enters.
     limits: RecordLimits = field(default_factory=RecordLimits)
     #: The longest a record may hold the worker in synchronous rule code (one stage).

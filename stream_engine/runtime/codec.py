@@ -27,6 +27,11 @@ Headers = list[tuple[str, bytes]]
 DLQ_PREFIX = "dlq."
 TRACE_HEADER = "traceparent"
 ATTEMPT_HEADER = "dlq.attempt"
+STAGE_HEADER = "dlq.stage"
+REASON_HEADER = "dlq.reason"
+ORIGINAL_TOPIC_HEADER = "dlq.original.topic"
+#: Set on a stand-in dead letter whose value was dropped: the original size in bytes.
+DROPPED_HEADER = "dlq.value.dropped"
 #: The authentication tag of what a worker writes (``runtime/integrity.py``).
 AUTH_HEADER = "se.auth"
 #: A dead letter's copy of the original message's tag.

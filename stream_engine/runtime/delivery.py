@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from stream_engine.core.outcome import DeadLetterReason
-from stream_engine.runtime.codec import DLQ_PREFIX
+from stream_engine.runtime.codec import (
+    DROPPED_HEADER,
+    ORIGINAL_TOPIC_HEADER,
+    REASON_HEADER,
+    STAGE_HEADER,
+)
 from stream_engine.runtime.processor import Outgoing
 
 log = logging.getLogger(__name__)
-
-#: Set on a stand-in dead letter whose value was dropped: the original size in bytes.
-DROPPED_HEADER = "dlq.value.dropped"
 
 #: Queues one message and returns the future of its acknowledgement (a refusal comes back
 #: through the future, not raised).
@@ -43,9 +45,9 @@ def without_value(out: Outgoing, stage: str, dlq: str, seal: Seal = _unsealed) -
     headers = [(k, v) for k, v in out.headers if k != DROPPED_HEADER]
     if out.topic != dlq:
         headers = [
-            (DLQ_PREFIX + "stage", stage.encode()),
-            (DLQ_PREFIX + "reason", DeadLetterReason.TOO_LARGE.value.encode()),
-            (DLQ_PREFIX + "original.topic", out.topic.encode()),
+            (STAGE_HEADER, stage.encode()),
+            (REASON_HEADER, DeadLetterReason.TOO_LARGE.value.encode()),
+            (ORIGINAL_TOPIC_HEADER, out.topic.encode()),
         ]
     headers.append((DROPPED_HEADER, str(len(out.value)).encode()))
     return seal(Outgoing(dlq, out.key, b"", headers))

@@ -22,7 +22,7 @@ import orjson
 from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.executor import Executor
-from stream_engine.core.outcome import DeadLetterReason, Route, Status
+from stream_engine.core.outcome import STATUS_OUTPUT, DeadLetterReason, Route
 from stream_engine.core.plan import StagePlan
 from stream_engine.core.state import DeadLetter, RecordState
 from stream_engine.core.watchdog import WATCHDOG, Overrun
@@ -31,13 +31,6 @@ from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.names import TopicNames
 
 log = logging.getLogger(__name__)
-
-STATUS_TOPIC = {
-    Status.APPROVED: "decisions",
-    Status.COMPLETED: "decisions",
-    Status.REJECTED: "rejected",
-    Status.REVIEW: "review",
-}
 
 #: ``auth`` left out: the pipeline's own keys (``runtime.envelope_keys``).
 FROM_CONFIG: Any = object()
@@ -86,6 +79,8 @@ class StageProcessor:
         self.stage = stage
         self.topics = topics
         self.executor = Executor(pipeline.plan, worker=worker, clock=clock)
+        #: Where each record goes after this stage (the executor's own router).
+        self.router = self.executor.router
         config = pipeline.config
         window = TimestampWindow(
             config.input.timestamps.max_ahead_s, config.input.timestamps.max_age_s
@@ -98,12 +93,10 @@ class StageProcessor:
         self.attempts = config.runtime.poison_attempts
         #: Other configurations' hashes already warned about.
         self._mixed: set[str] = set()
-        active = [s.name for s in pipeline.plan.active_stages]
-        self.first = active[0] == stage.name
-        position = active.index(stage.name)
-        self.next_topic = (
-            topics.stage_inputs[active[position + 1]] if position + 1 < len(active) else None
-        )
+        plan = pipeline.plan
+        self.first = plan.active_stages[0].name == stage.name
+        following = plan.next_stage(stage.name)
+        self.next_topic = None if following is None else topics.stage_inputs[following.name]
 
     async def process(self, batch: list[Incoming]) -> BatchReport:
         """Decide every message of the batch; the caller produces ``outgoing``, waits for the
@@ -208,12 +201,12 @@ class StageProcessor:
         if outcome.route is Route.DEAD_LETTER:
             return [], None
         key = state.record_id.encode()
-        decision = self.executor.decide(state, outcome)
+        decision = self.router.decide(state, outcome)
         if decision is None:
             assert self.next_topic is not None
             out = self._sealed(self.next_topic, key, self.codec.envelope(state), [])
         else:
-            topic = self.topics.for_output(STATUS_TOPIC[decision.status])
+            topic = self.topics.for_output(STATUS_OUTPUT[decision.status])
             out = self._sealed(topic, key, self.codec.decision(decision), [])
         out.source, out.outcome, out.state = message, outcome, state
         return [out], decision

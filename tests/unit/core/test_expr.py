@@ -36,7 +36,11 @@ def test_a_condition_must_be_a_bool():
 
 
 def test_results_of_earlier_rules_are_visible_with_outcome_and_details():
-    results = {"kyc": RuleResult("compliance", Outcome.PASS, "ok", {"score": 0.9})}
+    results = {
+        "kyc": RuleResult(
+            stage="compliance", outcome=Outcome.PASS, message="ok", details={"score": 0.9}
+        )
+    }
     expr = Expression("results.kyc.outcome == 'PASS' && results.kyc.details.score > 0.5")
     assert expr.is_true({}, results) is True
 

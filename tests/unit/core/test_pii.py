@@ -391,7 +391,15 @@ def ssns(count: int) -> list[str]:
 
 def results_of(*messages: str, details: Any = None) -> list[tuple[str, RuleResult]]:
     return [
-        (f"r{i}", RuleResult("dq", Outcome.PASS, message, details if i == 0 else None))
+        (
+            f"r{i}",
+            RuleResult(
+                stage="dq",
+                outcome=Outcome.PASS,
+                message=message,
+                details=details if i == 0 else None,
+            ),
+        )
         for i, message in enumerate(messages)
     ]
 

@@ -11,15 +11,15 @@ from stream_engine.core.result import RuleResult
 from stream_engine.runtime import collector
 
 FULL = RuleResult(
-    "compliance",
-    Outcome.FAIL,
-    "kyc: needs manual review",
-    {"score": 0.4},
-    12.5,
-    2,
-    0.1,
-    "timeout",
-    Route.REVIEW,
+    stage="compliance",
+    outcome=Outcome.FAIL,
+    message="kyc: needs manual review",
+    details={"score": 0.4},
+    duration_ms=12.5,
+    attempts=2,
+    cost=0.1,
+    error_kind="timeout",
+    action=Route.REVIEW,
 )
 
 
@@ -48,7 +48,7 @@ def test_a_result_read_from_the_wire_is_written_back_unchanged():
 
 def test_a_minimal_wire_result_reads_with_the_defaults():
     read = RuleResult.from_dict({"outcome": "PASS"})
-    assert read == RuleResult("", Outcome.PASS)
+    assert read == RuleResult(stage="", outcome=Outcome.PASS)
 
 
 def test_wire_numbers_and_texts_of_other_types_are_converted_when_read():

@@ -79,13 +79,30 @@ def travelled_state(codec: Codec) -> RecordState:
     state.data["phone"] = "+12125550147"
     state.results = {
         "normalize_phone": RuleResult(
-            "preprocessing", Outcome.PASS, "normalised", {"from": "(212) 555-0147"}, 0.412, 1
+            stage="preprocessing",
+            outcome=Outcome.PASS,
+            message="normalised",
+            details={"from": "(212) 555-0147"},
+            duration_ms=0.412,
+            attempts=1,
         ),
         "normalize_address": RuleResult(
-            "preprocessing", Outcome.ERROR, "timed out", None, 2000.0, 3, 0.05, "timeout"
+            stage="preprocessing",
+            outcome=Outcome.ERROR,
+            message="timed out",
+            duration_ms=2000.0,
+            attempts=3,
+            cost=0.05,
+            error_kind="timeout",
         ),
         "risk": RuleResult(
-            "preprocessing", Outcome.FAIL, "high risk", {"score": 0.9}, 1.5, 1, action=Route.REVIEW
+            stage="preprocessing",
+            outcome=Outcome.FAIL,
+            message="high risk",
+            details={"score": 0.9},
+            duration_ms=1.5,
+            attempts=1,
+            action=Route.REVIEW,
         ),
     }
     state.cost_total = 0.05

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 
+from stream_engine.runtime.codec import DROPPED_HEADER
 from stream_engine.runtime.delivery import (
-    DROPPED_HEADER,
     deliver,
     oversized,
     sort_failures,

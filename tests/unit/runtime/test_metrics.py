@@ -55,9 +55,9 @@ def test_the_exported_metrics_are_exactly_those_the_architecture_lists_and_the_l
 
 def test_a_batch_counts_each_rule_outcome_route_retry_and_cost_exactly():
     metrics = Metrics()
-    passed = RuleResult("dq", Outcome.PASS, duration_ms=0.2, attempts=1, cost=0.5)
-    failed = RuleResult("dq", Outcome.FAIL, duration_ms=3.0, attempts=3, cost=1.5)
-    skipped = RuleResult("dq", Outcome.SKIP)
+    passed = RuleResult(stage="dq", outcome=Outcome.PASS, duration_ms=0.2, attempts=1, cost=0.5)
+    failed = RuleResult(stage="dq", outcome=Outcome.FAIL, duration_ms=3.0, attempts=3, cost=1.5)
+    skipped = RuleResult(stage="dq", outcome=Outcome.SKIP)
     batch = [
         outcome(Route.FORWARD, ("a", passed), ("b", skipped)),
         outcome(Route.REJECT, ("a", passed), ("b", failed)),
@@ -88,8 +88,10 @@ def test_a_batch_counts_each_rule_outcome_route_retry_and_cost_exactly():
 
 def test_histograms_are_cumulative_and_end_in_an_inf_bucket_holding_the_count():
     metrics = Metrics()
-    results = [("r", RuleResult("s", Outcome.PASS, duration_ms=ms, attempts=1)) for ms in
-               (0.001, 0.3, 0.3, 7.0, 20_000.0)]  # fmt: skip
+    results = [
+        ("r", RuleResult(stage="s", outcome=Outcome.PASS, duration_ms=ms, attempts=1))
+        for ms in (0.001, 0.3, 0.3, 7.0, 20_000.0)
+    ]
     metrics.stage_batch("p", "s", [outcome(Route.FORWARD, *results)], [], [], 0.1)
     got = samples(metrics)
 
