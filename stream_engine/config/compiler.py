@@ -530,7 +530,7 @@ class Compiler:
                 earlier = Earlier(index, position, None, ())
                 self._check_expression(condition, RECORD_SCOPE, (*path, "condition"), earlier)
             specs = self._rules(
-                stage_name, position, body.get("rules"), index, services, default_timeout, raw
+                stage_name, position, body.get("rules"), index, services, default_timeout
             )
             if options is None:
                 continue
@@ -640,7 +640,6 @@ class Compiler:
         index: Mapping[str, tuple[int, str, bool]],
         services: Mapping[str, GuardedService],
         default_timeout: float | None,
-        stages_raw: Mapping[str, Any],
     ) -> list[RuleSpec]:
         specs: list[RuleSpec] = []
         if not isinstance(raw, dict):
