@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
+from stream_engine.config.compiler import compile_pipeline
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.core.registry import Registry
@@ -37,6 +37,9 @@ from stream_engine.offline import OfflineEvaluator
 from stream_engine.rules import RULES
 from stream_engine.services import SERVICES
 from stream_engine.services.base import ConfiguredService, ServiceParams
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 _MISSING = object()
 

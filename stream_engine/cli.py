@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_engine import __version__
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.errors import ConfigError, ConfigErrors, StreamEngineError
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,12 +12,13 @@ import random
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
+from stream_engine.config.compiled import REFERENCED_FILES, CompiledPipeline
 from stream_engine.config.loader import EffectiveConfig, interpolate_cel, written_literally
 from stream_engine.config.models import (
     CEL,
@@ -62,32 +63,6 @@ NO_RETRY = RetryPolicy()
 #: applicant's own SSN and a decision), a short key is found by trying keys (a 1-character key
 #: fell in 0.13 s); 16 random bytes are out of reach.
 MIN_HASH_KEY_BYTES = 16
-
-#: The files a pipeline file may name (the keys of ``CompiledPipeline.files``).
-TOPICS_FILE = "topics.file"
-SAMPLES_FILE = "samples"
-REFERENCED_FILES: tuple[PathKey, ...] = (("topics", "file"), ("samples",))
-
-
-@dataclass
-class CompiledPipeline:
-    """A validated pipeline: the core plan, its services, and what validation noticed."""
-
-    plan: PipelinePlan
-    config: PipelineConfig
-    effective: EffectiveConfig
-    services: dict[str, GuardedService]
-    breakers: dict[str, CircuitBreaker]
-    warnings: list[str] = field(default_factory=list)
-    #: The files it names (``TOPICS_FILE``, ``SAMPLES_FILE``), resolved, absent when unset.
-    files: dict[str, Path] = field(default_factory=dict)
-
-    async def close(self) -> None:
-        """Release the services' resources (HTTP connection pools)."""
-        for guarded in self.services.values():
-            close = getattr(guarded.service, "close", None)
-            if close is not None:
-                await close()
 
 
 def retry_policy(config: RetryConfig | None) -> RetryPolicy:

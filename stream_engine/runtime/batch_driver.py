@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -27,7 +27,6 @@ from aiokafka.errors import (
     UnsupportedVersionError,
 )
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import BrokerError
 from stream_engine.runtime.codec import Incoming
@@ -35,6 +34,9 @@ from stream_engine.runtime.delivery import Backoff, deliver, send_all, stand_in_
 from stream_engine.runtime.driver import StageDriver
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
 from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger(__name__)
 
