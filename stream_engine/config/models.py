@@ -18,11 +18,10 @@ from pydantic import (
 from stream_engine.config.base_model import ConfigModel
 from stream_engine.config.topic_names import TopicsConfig
 from stream_engine.core.expr import Expression
-from stream_engine.core.outcome import OnError, OnFail
+from stream_engine.core.outcome import ErrorKind, OnError, OnFail
+from stream_engine.core.retry import DEFAULT_RETRY_ON
 from stream_engine.errors import ExpressionError
 
-ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
-DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 #: The shortest envelope key accepted: below it, one signed envelope lets a key be guessed.
 MIN_KEY_BYTES = 16
