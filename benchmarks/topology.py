@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stream_engine.core.outcome import OutputKind
+
 STAGES = ("preprocessing", "data_quality", "compliance", "business_rules", "post_processing")
-OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
+OUTPUT_KINDS = tuple(OutputKind)
 #: The decision status each output topic stands for (stream_engine also writes ``completed``
 #: decisions to ``decisions``; this pipeline has none).
 STATUS_OF_OUTPUT = {

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     AwareDatetime,
@@ -27,7 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
-from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
+from stream_engine.config.compiler import compile_pipeline
 from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.core.outcome import Outcome, Route, Status
@@ -36,6 +36,9 @@ from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.offline import OfflineEvaluator
 from stream_engine.rules import RULES
 from stream_engine.services.standin import STAND_IN_CLASS, StandInParams, case_registry
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 _MISSING = object()
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, StreamEngineError
 from stream_engine.runtime.codec import record_key

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from stream_engine.core.outcome import ErrorKind
+
 #: Control characters (a newline in a key or value, a terminal escape) are shown escaped, so a
 #: configuration error is always one plain line.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -43,21 +45,22 @@ class RegexError(StreamEngineError, ValueError):
 
 
 class RuleEvaluationError(StreamEngineError):
-    """A rule could not reach a verdict; ``kind`` names the dead-letter reason."""
+    """A rule could not reach a verdict; ``kind`` (an ``ErrorKind``) names the dead-letter
+    reason."""
 
-    kind = "rule_error"
+    kind: ErrorKind = ErrorKind.RULE_ERROR
 
 
 class RuleTimeoutError(RuleEvaluationError):
     """A rule, a service call or a whole stage ran past its time limit."""
 
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
 
 
 class ServiceError(RuleEvaluationError):
     """A service call failed (transport error, bad status, bad response)."""
 
-    kind = "service_error"
+    kind = ErrorKind.SERVICE_ERROR
     #: Whether this failure says the service is unhealthy (counts towards its breaker).
     counts_against_health = True
 
@@ -66,14 +69,14 @@ class ServiceClientError(ServiceError):
     """The service refused the request itself (HTTP 4xx): retrying the same request will not
     help, and it says nothing about the service's health."""
 
-    kind = "client_error"
+    kind = ErrorKind.CLIENT_ERROR
     counts_against_health = False
 
 
 class CircuitOpenError(ServiceError):
     """The service's circuit breaker is open: the call was not attempted."""
 
-    kind = "circuit_open"
+    kind = ErrorKind.CIRCUIT_OPEN
 
 
 class RegistryError(StreamEngineError):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
 from stream_engine.core.state import iso_time
@@ -18,6 +17,9 @@ from stream_engine.runtime.codec import DLQ_PREFIX, Headers, Incoming, Rejected,
 from stream_engine.runtime.integrity import EnvelopeAuth
 from stream_engine.runtime.names import TopicNames, default_topic_names, topic_names
 from stream_engine.runtime.processor import Outgoing, StageProcessor
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 #: One input line: a JSON text (bytes or str), or a record (encoded as a producer would).
 Item = bytes | str | Mapping[str, Any]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stream_engine.config.compiler import CompiledPipeline, compile_pipeline
+from stream_engine.config.compiler import compile_pipeline
 from stream_engine.config.loader import load_effective
 from stream_engine.core.breaker import BreakerState
 from stream_engine.rules import RULES
 from stream_engine.services import SERVICES
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 
 def load_pipeline(

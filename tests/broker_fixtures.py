@@ -21,7 +21,7 @@ import yaml
 from harness import WorkerProcess
 
 from stream_engine.client import Client
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker

@@ -30,7 +30,7 @@ from stream_engine.cli.render import (
 from stream_engine.core.outcome import OutputKind
 
 if TYPE_CHECKING:
-    from stream_engine.config.compiler import CompiledPipeline
+    from stream_engine.config.compiled import CompiledPipeline
     from stream_engine.runtime.agents import StageWorker
     from stream_engine.runtime.endpoint import MetricsEndpoint
     from stream_engine.runtime.kafka import KafkaSettings

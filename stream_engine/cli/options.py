@@ -14,7 +14,7 @@ from stream_engine.cli.render import err
 from stream_engine.errors import ConfigError, ConfigErrors, StreamEngineError
 
 if TYPE_CHECKING:
-    from stream_engine.config.compiler import CompiledPipeline
+    from stream_engine.config.compiled import CompiledPipeline
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -16,7 +16,7 @@ from rich.table import Table
 from stream_engine.core.outcome import Status
 
 if TYPE_CHECKING:
-    from stream_engine.config.compiler import CompiledPipeline
+    from stream_engine.config.compiled import CompiledPipeline
     from stream_engine.runtime.names import TopicNames
     from stream_engine.runtime.replay import ReplaySummary
     from stream_engine.runtime.topics import TopicSpec

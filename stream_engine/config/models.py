@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     SecretStr,
@@ -18,14 +15,13 @@ from pydantic import (
     field_validator,
 )
 
+from stream_engine.config.base_model import ConfigModel
+from stream_engine.config.topic_names import TopicsConfig
 from stream_engine.core.expr import Expression
-from stream_engine.core.outcome import OnError, OnFail
+from stream_engine.core.outcome import ErrorKind, OnError, OnFail
+from stream_engine.core.retry import DEFAULT_RETRY_ON
 from stream_engine.errors import ExpressionError
 
-ErrorKind = Literal["timeout", "service_error", "client_error", "circuit_open", "rule_error"]
-DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "service_error")
-TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
-TOPIC_RULE = "1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 #: The shortest envelope key accepted: below it, one signed envelope lets a key be guessed.
 MIN_KEY_BYTES = 16
@@ -61,11 +57,7 @@ def _compile_cel(source: str) -> str:
 CelSource = Annotated[str, CEL, AfterValidator(_compile_cel)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class RetryConfig(_Model):
+class RetryConfig(ConfigModel):
     """Retries with exponential backoff: ``attempts`` counts the first try."""
 
     attempts: int = Field(3, ge=1, le=100)
@@ -76,7 +68,7 @@ class RetryConfig(_Model):
     retry_on: list[ErrorKind] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
 
 
-class CircuitBreakerConfig(_Model):
+class CircuitBreakerConfig(ConfigModel):
     """Open after ``failure_threshold`` consecutive failures, probe after ``reset_timeout_s``."""
 
     failure_threshold: int = Field(5, ge=1)
@@ -84,7 +76,7 @@ class CircuitBreakerConfig(_Model):
     half_open_max_calls: int = Field(1, ge=1)
 
 
-class ServiceConfig(_Model):
+class ServiceConfig(ConfigModel):
     """A service rules can call: a registered class, its params and its guards."""
 
     class_: str = Field(alias="class")
@@ -97,7 +89,7 @@ class ServiceConfig(_Model):
     description: str = ""
 
 
-class RuleConfig(_Model):
+class RuleConfig(ConfigModel):
     """One rule: a registered class with its params and the options that govern it."""
 
     class_: str = Field(alias="class")
@@ -118,7 +110,7 @@ class RuleConfig(_Model):
     )
 
 
-class StageConfig(_Model):
+class StageConfig(ConfigModel):
     """A stage: its rules and how they run (seed 000's stage options)."""
 
     enabled: bool = True
@@ -133,7 +125,7 @@ class StageConfig(_Model):
     rules: dict[str, RuleConfig] = Field(default_factory=dict)
 
 
-class ExecutionConfig(_Model):
+class ExecutionConfig(ConfigModel):
     """Pipeline-wide execution policy."""
 
     stop_on_stage_failure: bool = True
@@ -148,7 +140,7 @@ class ExecutionConfig(_Model):
     sync_limit_s: PositiveFloat = Field(0.5, le=60)
 
 
-class InputLimitsConfig(_Model):
+class InputLimitsConfig(ConfigModel):
     """Bounds on each input record, checked when it enters (``limit_exceeded`` past them)."""
 
     max_depth: int = Field(32, ge=2, le=200)
@@ -156,7 +148,7 @@ class InputLimitsConfig(_Model):
     max_items: int = Field(10_000, ge=1, le=1_000_000)
 
 
-class InputTimestampsConfig(_Model):
+class InputTimestampsConfig(ConfigModel):
     """Which producer timestamps are believed: one further ahead of the worker's clock, or
     older, is replaced by the arrival time for latency (the record notes it)."""
 
@@ -164,7 +156,7 @@ class InputTimestampsConfig(_Model):
     max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
 
-class InputConfig(_Model):
+class InputConfig(ConfigModel):
     """How input records are identified (and, optionally, checked)."""
 
     key_field: str | None = None
@@ -172,24 +164,6 @@ class InputConfig(_Model):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     limits: InputLimitsConfig = Field(default_factory=InputLimitsConfig)
     timestamps: InputTimestampsConfig = Field(default_factory=InputTimestampsConfig)
-
-
-def is_topic_name(value: object) -> bool:
-    """Whether Kafka accepts ``value`` as a topic name (``TOPIC_RULE``)."""
-    return (
-        isinstance(value, str)
-        and value not in (".", "..")
-        and re.fullmatch(TOPIC_PATTERN, value) is not None
-    )
-
-
-def _topic_name(value: str) -> str:
-    if not is_topic_name(value):
-        raise ValueError(f"'{value}' is not a valid topic name ({TOPIC_RULE})")
-    return value
-
-
-TopicName = Annotated[str, AfterValidator(_topic_name)]
 
 
 def is_name(value: object) -> bool:
@@ -205,64 +179,9 @@ def _name(value: str) -> str:
 
 #: A pipeline, stage or group-prefix name.
 Name = Annotated[str, AfterValidator(_name)]
-OUTPUT_KINDS = ("decisions", "rejected", "review", "dlq")
 
 
-class TopicUse(NamedTuple):
-    """One topic of a pipeline: its kind (``input``, ``stage`` or an output kind), the stage
-    that consumes it (None for outputs), its name, and the key under ``topics.names`` that set
-    it (None: the default name)."""
-
-    kind: str
-    stage: str | None
-    topic: str
-    key: tuple[str, ...] | None
-
-
-class TopicNamesConfig(_Model):
-    """Topic names that replace the defaults (``<pipeline>.input``, ``<pipeline>.stage.<s>``,
-    ``<pipeline>.decisions`` / ``.rejected`` / ``.review`` / ``.dlq``). The compiler checks
-    that ``stages`` names existing stages and that no two of a pipeline's topics coincide."""
-
-    input: TopicName | None = None
-    decisions: TopicName | None = None
-    rejected: TopicName | None = None
-    review: TopicName | None = None
-    dlq: TopicName | None = None
-    stages: dict[str, TopicName] = Field(default_factory=dict)
-
-    def uses(self, pipeline: str, stages: Sequence[str]) -> list[TopicUse]:
-        """Every topic of ``pipeline`` whose enabled stages are ``stages`` (in order): the
-        first stage consumes ``input`` (default ``<p>.input``), the others ``<p>.stage.<s>``,
-        a ``stages`` entry winning over both (the compiler refuses an ``input`` that the
-        first stage's entry contradicts); then ``<p>.decisions|rejected|review|dlq``."""
-        out: list[TopicUse] = []
-        for position, stage in enumerate(stages):
-            kind = "input" if position == 0 else "stage"
-            if stage in self.stages:
-                out.append(TopicUse(kind, stage, self.stages[stage], ("stages", stage)))
-            elif position == 0 and self.input:
-                out.append(TopicUse(kind, stage, self.input, ("input",)))
-            else:
-                default = f"{pipeline}.input" if position == 0 else f"{pipeline}.stage.{stage}"
-                out.append(TopicUse(kind, stage, default, None))
-        for kind in OUTPUT_KINDS:
-            name: str | None = getattr(self, kind)
-            out.append(
-                TopicUse(kind, None, name or f"{pipeline}.{kind}", (kind,) if name else None)
-            )
-        return out
-
-
-class TopicsConfig(_Model):
-    """Where the topic settings live (partitions, replication, retention, cleanup policy) and
-    any names that replace the defaults."""
-
-    file: str | None = None
-    names: TopicNamesConfig = Field(default_factory=TopicNamesConfig)
-
-
-class KafkaConfig(_Model):
+class KafkaConfig(ConfigModel):
     """How to reach the brokers. ``--broker`` / ``STREAM_ENGINE_BROKER`` override the servers;
     the password usually comes from ``${VAR}``. Secrets never appear in output."""
 
@@ -275,7 +194,7 @@ class KafkaConfig(_Model):
     client_id: str | None = None
 
 
-class PiiConfig(_Model):
+class PiiConfig(ConfigModel):
     """How the fields listed in ``pii_fields`` are protected wherever the engine writes them
     for people: rule messages and details, reasons, dead-letter headers, logs, and - with
     ``mask_decisions`` - the data of decisions. The inter-stage envelope keeps real values.
@@ -307,7 +226,7 @@ METRICS_IDLE_TIMEOUT_S = 5.0
 METRICS_MAX_CONNECTIONS = 64
 
 
-class RuntimeConfig(_Model):
+class RuntimeConfig(ConfigModel):
     """How stage agents consume and produce."""
 
     #: ``batch``: aiokafka batches straight into the core; ``faust``: faust agents.
@@ -371,7 +290,7 @@ class RuntimeConfig(_Model):
         return value
 
 
-class PipelineConfig(_Model):
+class PipelineConfig(ConfigModel):
     """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
 
     pipeline: Name

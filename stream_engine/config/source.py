@@ -35,6 +35,19 @@ MAX_ALIAS_VALUES = 10_000
 _PLAIN_KEY = re.compile(r"[^\s\[\]\"']+")
 
 
+def value_at(data: Mapping[str, Any], path: PathKey) -> Any:
+    """The value at ``path`` of nested mappings and lists, or None."""
+    value: Any = data
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return None
+    return value
+
+
 def format_location(path: PathKey) -> str:
     """A location as users read it: ``stages.dq.rules.r.dependencies[0]``; a key with spaces,
     brackets, quotes or control characters is shown quoted (``stages["a b\\n"]``), so a location

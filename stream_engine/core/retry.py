@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-#: Error kinds a policy can name in ``retry_on`` (see ``RuleEvaluationError.kind``).
-ERROR_KINDS = frozenset({"timeout", "service_error", "client_error", "circuit_open", "rule_error"})
+from stream_engine.core.outcome import ErrorKind
+
+#: The error kinds retried when a policy does not say (``retry_on``).
+DEFAULT_RETRY_ON = (ErrorKind.TIMEOUT, ErrorKind.SERVICE_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +21,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     max_backoff_s: float = 30.0
     jitter: float = 0.0
-    retry_on: frozenset[str] = field(
-        default_factory=lambda: frozenset({"timeout", "service_error"})
-    )
+    retry_on: frozenset[ErrorKind] = field(default_factory=lambda: frozenset(DEFAULT_RETRY_ON))
 
     def should_retry(self, kind: str, attempts_made: int) -> bool:
         """True when an error of ``kind`` after ``attempts_made`` attempts earns another try."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from stream_engine.core.aio import await_with_timeout, gather_eager
-from stream_engine.core.outcome import DeadLetterReason, OnError, Outcome, Route
+from stream_engine.core.outcome import DeadLetterReason, ErrorKind, OnError, Outcome, Route
 from stream_engine.core.plan import RuleSpec, StagePlan
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.router import requested_route
@@ -22,9 +22,9 @@ from stream_engine.errors import RuleEvaluationError, RuleTimeoutError
 if TYPE_CHECKING:
     from stream_engine.core.executor import Executor
 
-_KIND_REASON = {
-    "timeout": DeadLetterReason.TIMEOUT,
-    "circuit_open": DeadLetterReason.CIRCUIT_OPEN,
+_KIND_REASON: dict[str, DeadLetterReason] = {
+    ErrorKind.TIMEOUT: DeadLetterReason.TIMEOUT,
+    ErrorKind.CIRCUIT_OPEN: DeadLetterReason.CIRCUIT_OPEN,
 }
 
 
@@ -131,7 +131,7 @@ class StageRun:
                         stage=self.stage.name,
                         outcome=Outcome.ERROR,
                         message=message,
-                        error_kind="timeout",
+                        error_kind=ErrorKind.TIMEOUT,
                     ),
                 )
         self.dead_letter = DeadLetter(
@@ -148,7 +148,7 @@ class StageRun:
         if self.stop is not None:
             return
         if result.outcome is Outcome.ERROR and spec.on_error is OnError.DEAD_LETTER:
-            kind = result.error_kind or "rule_error"
+            kind = result.error_kind or ErrorKind.RULE_ERROR
             self.dead_letter = DeadLetter(
                 _KIND_REASON.get(kind, DeadLetterReason.RULE_ERROR),
                 self.stage.name,
@@ -202,9 +202,9 @@ class StageRun:
             try:
                 applies = self.sync(spec.when.is_true, data, results, None, self.ctx.now)
             except RuleTimeoutError as exc:
-                return _error(stage, exc, 0, 0.0, "timeout")
+                return _error(stage, exc, 0, 0.0, ErrorKind.TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - a condition's failure is the rule's
-                return _error(stage, exc, 0, 0.0, "rule_error")
+                return _error(stage, exc, 0, 0.0, ErrorKind.RULE_ERROR)
             if not applies:
                 return RuleResult(
                     stage=stage,
@@ -238,7 +238,7 @@ class StageRun:
         except RuleEvaluationError as exc:
             return self._failed(spec, exc, exc.kind, 1, started)
         except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
-            return self._failed(spec, exc, "rule_error", 1, started)
+            return self._failed(spec, exc, ErrorKind.RULE_ERROR, 1, started)
         return self._done(spec, value, 1, started)
 
     def sync(self, call: Any, *args: Any) -> Any:
@@ -293,9 +293,9 @@ class StageRun:
                 kind = exc.kind
                 error: Exception = exc
             except TimeoutError as exc:
-                kind, error = "timeout", exc
+                kind, error = ErrorKind.TIMEOUT, exc
             except Exception as exc:  # noqa: BLE001 - a rule's own bug must not stop the stage
-                kind, error = "rule_error", exc
+                kind, error = ErrorKind.RULE_ERROR, exc
             else:
                 return self._done(spec, value, attempt, started)
             if not spec.retry.should_retry(kind, attempt):
@@ -315,7 +315,7 @@ class StageRun:
                 duration_ms=duration,
                 attempts=attempt,
                 cost=spec.cost * attempt,
-                error_kind="timeout",
+                error_kind=ErrorKind.TIMEOUT,
             )
         return RuleResult(
             stage=self.stage.name,

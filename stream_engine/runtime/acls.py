@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.runtime.topics import pipeline_topics
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.batch_driver import BatchStage
@@ -21,6 +21,9 @@ from stream_engine.runtime.metrics import Metrics, new_registry
 from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport, StageProcessor
 from stream_engine.runtime.topics import pipeline_topics
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,15 @@ import os
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.runtime.processor import BatchReport, StageProcessor
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 BatchHook = Callable[[str, BatchReport, float], None]
 

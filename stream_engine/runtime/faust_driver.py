@@ -13,7 +13,7 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.exceptions import ConsumerNotStarted
@@ -22,13 +22,15 @@ from faust.transport.consumer import Consumer
 from faust.types import EventT, StreamT
 from prometheus_client import CollectorRegistry
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.plan import StagePlan
 from stream_engine.runtime.codec import Incoming
 from stream_engine.runtime.delivery import deliver
 from stream_engine.runtime.driver import StageDriver
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
 from stream_engine.runtime.processor import Outgoing, StageProcessor
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,14 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.config.models import MIN_KEY_BYTES
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.codec import AUTH_HEADER, DLQ_PREFIX
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,16 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.config.models import KafkaConfig
 from stream_engine.errors import BrokerError
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 C = TypeVar("C")
 

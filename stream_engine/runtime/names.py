@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_engine.config.models import TopicNamesConfig
+from stream_engine.config.topic_names import TopicNamesConfig
 from stream_engine.core.plan import PipelinePlan
 
 

@@ -15,11 +15,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream_engine.config.compiler import CompiledPipeline
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.executor import Executor
 from stream_engine.core.outcome import STATUS_OUTPUT, DeadLetterReason, Route
@@ -29,6 +28,9 @@ from stream_engine.core.watchdog import WATCHDOG, Overrun
 from stream_engine.runtime.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
 from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.names import TopicNames
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger(__name__)
 

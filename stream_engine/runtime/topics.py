@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from stream_engine.config.compiler import TOPICS_FILE, CompiledPipeline
+from stream_engine.config.compiled import TOPICS_FILE
 from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings, connected
 from stream_engine.runtime.names import TopicNames, topic_names
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 DEFAULTS_FILE = Path(__file__).with_name("topic_defaults.yaml")  # shipped in the package
 TOPIC_EXISTS = 36

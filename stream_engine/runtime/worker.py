@@ -14,11 +14,12 @@ import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from stream_engine.config.compiler import SAMPLES_FILE, CompiledPipeline
+from stream_engine.config.compiled import SAMPLES_FILE
 from stream_engine.errors import BrokerError, ConfigError, StreamEngineError
 from stream_engine.runtime.agents import StageWorker
 from stream_engine.runtime.broker import EmbeddedBroker
@@ -29,6 +30,9 @@ from stream_engine.runtime.names import TopicNames
 from stream_engine.runtime.processor import BatchReport
 from stream_engine.runtime.tools import publish, read_records
 from stream_engine.runtime.topics import create_topics, pipeline_topics, topic_specs
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 log = logging.getLogger("stream_engine")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.pipeline import load_pipeline
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from config_helpers import base_config, errors_of, load, write
 
 from stream_engine.cli import main
-from stream_engine.config.compiler import SAMPLES_FILE, TOPICS_FILE
+from stream_engine.config.compiled import SAMPLES_FILE, TOPICS_FILE
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.topics import load_topics_file, topic_specs

@@ -12,7 +12,7 @@ import orjson
 import yaml
 from jsonschema import Draft202012Validator
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.codec import Headers, Incoming
 from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth

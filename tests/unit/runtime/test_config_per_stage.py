@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from runtime_helpers import auth, load_small, message
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.runtime.codec import Incoming
 from stream_engine.runtime.metrics import Metrics
 from stream_engine.runtime.processor import StageProcessor

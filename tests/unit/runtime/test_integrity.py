@@ -18,7 +18,7 @@ from runtime_helpers import (
     write_pipeline,
 )
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import DeadLetterReason
 from stream_engine.errors import ConfigError
 from stream_engine.pipeline import load_pipeline

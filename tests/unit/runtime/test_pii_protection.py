@@ -18,7 +18,7 @@ import yaml
 from prometheus_client import generate_latest
 from runtime_helpers import ONBOARDING, application, message
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.pipeline import load_pipeline

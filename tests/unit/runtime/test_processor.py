@@ -17,7 +17,7 @@ from runtime_helpers import (
     signed,
 )
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import DeadLetterReason
 from stream_engine.runtime.codec import Incoming
 from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor

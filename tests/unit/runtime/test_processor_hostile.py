@@ -11,7 +11,7 @@ import orjson
 import pytest
 from runtime_helpers import application, auth, load_small, message, onboarding
 
-from stream_engine.config.compiler import CompiledPipeline
+from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.result import Verdict, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules import RULES, ConfiguredRule, RuleParams
