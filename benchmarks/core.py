@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from stream_engine.core.executor import Executor  # noqa: E402
 from stream_engine.core.state import RecordState  # noqa: E402
 from stream_engine.pipeline import load_pipeline  # noqa: E402
-from stream_engine.runtime import collector  # noqa: E402
+from stream_engine.runtime.observe import gc_tuning as collector  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

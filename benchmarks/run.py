@@ -149,7 +149,7 @@ def broker_for(fixed: str | None) -> Iterator[tuple[str, int | None]]:
     if fixed:
         yield fixed, None
         return
-    from stream_engine.runtime.broker import EmbeddedBroker
+    from stream_engine.runtime.cluster.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     try:

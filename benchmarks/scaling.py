@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.kafka_io import Publisher  # noqa: E402
 from benchmarks.records import bench_records  # noqa: E402
 from benchmarks.systems import CONFIG, STREAM_ENGINE, TOPICS_FILE  # noqa: E402
-from stream_engine.runtime.broker import EmbeddedBroker  # noqa: E402
+from stream_engine.runtime.cluster.broker import EmbeddedBroker  # noqa: E402
 
 OUTPUTS = ("decisions", "rejected", "review", "dlq")
 

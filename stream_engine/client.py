@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, StreamEngineError
-from stream_engine.runtime.codec import record_key
-from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
-from stream_engine.runtime.kafka import KafkaSettings, connected
-from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.tools import as_json
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.settings import KafkaSettings, connected
+from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.codec import record_key
+from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
+from stream_engine.runtime.tools.topic_io import as_json
 
 log = logging.getLogger(__name__)
 

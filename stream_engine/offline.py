@@ -13,10 +13,10 @@ from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
 from stream_engine.core.state import iso_time
 from stream_engine.errors import ConfigError
-from stream_engine.runtime.codec import DLQ_PREFIX, Headers, Incoming, Rejected, record_key
-from stream_engine.runtime.integrity import EnvelopeAuth
-from stream_engine.runtime.names import TopicNames, default_topic_names, topic_names
-from stream_engine.runtime.processor import Outgoing, StageProcessor
+from stream_engine.runtime.cluster.topic_names import TopicNames, default_topic_names, topic_names
+from stream_engine.runtime.stage.codec import DLQ_PREFIX, Headers, Incoming, Rejected, record_key
+from stream_engine.runtime.stage.integrity import EnvelopeAuth
+from stream_engine.runtime.stage.processor import Outgoing, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

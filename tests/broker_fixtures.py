@@ -23,10 +23,10 @@ from harness import WorkerProcess
 from stream_engine.client import Client
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.agents import StageWorker
-from stream_engine.runtime.broker import EmbeddedBroker
-from stream_engine.runtime.kafka import KafkaSettings
-from stream_engine.runtime.topics import create_topics, topic_specs
+from stream_engine.runtime.cluster.broker import EmbeddedBroker
+from stream_engine.runtime.cluster.settings import KafkaSettings
+from stream_engine.runtime.cluster.topics import create_topics, topic_specs
+from stream_engine.runtime.worker import StageWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

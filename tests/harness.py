@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from stream_engine.runtime.kafka import KafkaSettings
-from stream_engine.runtime.names import TopicNames
+from stream_engine.runtime.cluster.settings import KafkaSettings
+from stream_engine.runtime.cluster.topic_names import TopicNames
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -53,7 +53,7 @@ def topics_create(
     config: Path, environment: str | None, allow_outside: bool, broker: str | None
 ) -> None:
     """Create the pipeline's topics that do not exist yet (idempotent)."""
-    from stream_engine.runtime.topics import create_topics, topic_specs
+    from stream_engine.runtime.cluster.topics import create_topics, topic_specs
 
     pipeline = load(config, environment, allow_outside)
     specs = topic_specs(pipeline)
@@ -77,7 +77,7 @@ def topics_list(
     config: Path, environment: str | None, allow_outside: bool, broker: str | None
 ) -> None:
     """Show the pipeline's topics and their partition counts on the broker."""
-    from stream_engine.runtime.topics import describe_topics, topic_specs
+    from stream_engine.runtime.cluster.topics import describe_topics, topic_specs
 
     pipeline = load(config, environment, allow_outside)
     specs = topic_specs(pipeline)
@@ -121,7 +121,7 @@ def topics_acls(
 ) -> None:
     """Print a kafka-acls.sh script granting what the pipeline needs and nothing more: only
     the workers write stage, output and dead-letter topics; producers write the input topic."""
-    from stream_engine.runtime.acls import Principals, acl_script
+    from stream_engine.runtime.cluster.acls import Principals, acl_script
 
     pipeline = load(config, environment, allow_outside)
     who = Principals(workers, producers, consumers, consumer_groups or "")
@@ -176,9 +176,9 @@ def dlq_replay(
     twice."""  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream_engine.runtime.integrity import envelope_auth
-    from stream_engine.runtime.replay import ReplayFilter, replay
-    from stream_engine.runtime.topics import pipeline_topics
+    from stream_engine.runtime.cluster.topics import pipeline_topics
+    from stream_engine.runtime.stage.integrity import envelope_auth
+    from stream_engine.runtime.tools.replay import ReplayFilter, replay
 
     pipeline = load(config, environment, allow_outside)
     names = pipeline_topics(pipeline)

@@ -31,16 +31,16 @@ from stream_engine.core.outcome import OutputKind
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
-    from stream_engine.runtime.agents import StageWorker
-    from stream_engine.runtime.endpoint import MetricsEndpoint
-    from stream_engine.runtime.kafka import KafkaSettings
-    from stream_engine.runtime.worker import Summary
+    from stream_engine.runtime.cluster.settings import KafkaSettings
+    from stream_engine.runtime.observe.endpoint import MetricsEndpoint
+    from stream_engine.runtime.process import Summary
+    from stream_engine.runtime.worker import StageWorker
 
 
 def kafka_settings(pipeline: CompiledPipeline, broker: str | None) -> KafkaSettings:
     """The pipeline's connection settings. aiokafka's own line per unreachable bootstrap server
     is dropped: ``connected`` reports an unreachable cluster in one line."""
-    from stream_engine.runtime.kafka import KafkaSettings, quiet_libraries
+    from stream_engine.runtime.cluster.settings import KafkaSettings, quiet_libraries
 
     quiet_libraries()
     return KafkaSettings.for_pipeline(pipeline, broker)
@@ -48,7 +48,7 @@ def kafka_settings(pipeline: CompiledPipeline, broker: str | None) -> KafkaSetti
 
 def input_topic(pipeline: CompiledPipeline) -> str:
     """The topic records are published to (the first enabled stage's)."""
-    from stream_engine.runtime.topics import pipeline_topics
+    from stream_engine.runtime.cluster.topics import pipeline_topics
 
     return pipeline_topics(pipeline).input
 
@@ -57,7 +57,7 @@ def setup_logging(verbose: bool) -> None:
     """Log to stderr, at INFO with ``--verbose``, else warnings only."""
     import logging
 
-    from stream_engine.runtime.kafka import quiet_libraries
+    from stream_engine.runtime.cluster.settings import quiet_libraries
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -96,8 +96,8 @@ def run(
 ) -> None:
     """Run the stage agents against a Kafka cluster: all enabled stages in this worker, or
     the ones named by --stage. SIGTERM/SIGINT finish the in-flight batch, commit and exit 0."""
-    from stream_engine.runtime import collector
-    from stream_engine.runtime.worker import serve
+    from stream_engine.runtime.observe import gc_tuning as collector
+    from stream_engine.runtime.process import serve
 
     setup_logging(verbose)
     pipeline = load(config, environment, allow_outside)
@@ -166,7 +166,7 @@ def dev(
     """Start a local Kafka-compatible broker (Tansu, in memory; no Docker, no Java), create
     the topics, and run every stage. Prints 'broker: 127.0.0.1:PORT' when ready; publish with
     'stream-engine publish' and read with 'stream-engine tail' in another shell."""
-    from stream_engine.runtime.worker import dev as run_dev
+    from stream_engine.runtime.process import dev as run_dev
 
     setup_logging(verbose)
     pipeline = load(config, environment, allow_outside)
@@ -222,8 +222,8 @@ def publish(
     the record id field, with a progress bar and a final count."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from stream_engine.runtime.tools import publish as send
-    from stream_engine.runtime.tools import read_records
+    from stream_engine.runtime.tools.topic_io import publish as send
+    from stream_engine.runtime.tools.topic_io import read_records
 
     pipeline = load(config, environment, allow_outside)
     topic = input_topic(pipeline)
@@ -269,8 +269,8 @@ def tail(
     idle_timeout: float | None,
 ) -> None:
     """Print an output topic, one JSON object per line (dead letters with their headers)."""
-    from stream_engine.runtime.tools import tail as follow
-    from stream_engine.runtime.topics import pipeline_topics
+    from stream_engine.runtime.cluster.topics import pipeline_topics
+    from stream_engine.runtime.tools.topic_io import tail as follow
 
     pipeline = load(config, environment, allow_outside)
     names = pipeline_topics(pipeline)

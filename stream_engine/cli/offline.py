@@ -102,7 +102,7 @@ def plan(config: Path, environment: str | None, allow_outside: bool, fmt: str) -
     """Show how a pipeline will run: stages in order, their options, the rules of each
     dependency level (rules of one level are independent), and the topics."""
     from stream_engine.offline import plan_mermaid, plan_summary
-    from stream_engine.runtime.names import topic_names
+    from stream_engine.runtime.cluster.topic_names import topic_names
 
     pipeline = load(config, environment, allow_outside)
     compiled = pipeline.plan

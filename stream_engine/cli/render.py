@@ -17,10 +17,10 @@ from stream_engine.core.outcome import Status
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
-    from stream_engine.runtime.names import TopicNames
-    from stream_engine.runtime.replay import ReplaySummary
-    from stream_engine.runtime.topics import TopicSpec
-    from stream_engine.runtime.worker import Summary
+    from stream_engine.runtime.cluster.topic_names import TopicNames
+    from stream_engine.runtime.cluster.topics import TopicSpec
+    from stream_engine.runtime.process import Summary
+    from stream_engine.runtime.tools.replay import ReplaySummary
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -105,7 +105,7 @@ def print_topics(pipeline: str, specs: list[TopicSpec], counts: dict[str, int | 
 
 def print_replay(summary: ReplaySummary, dry_run: bool) -> None:
     """``dlq replay``: a table by stage and reason, then what was skipped and why."""
-    from stream_engine.runtime.replay import MALFORMED, UNVERIFIED
+    from stream_engine.runtime.tools.replay import MALFORMED, UNVERIFIED
 
     table = Table(title="would replay" if dry_run else "replayed")
     for column in ("stage", "reason", "dead letters"):

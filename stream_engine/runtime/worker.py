@@ -1,247 +1,171 @@
-"""Running stage agents as a process: ``run`` against a cluster, ``dev`` with the embedded
-broker. SIGTERM and SIGINT finish the in-flight batches, flush, commit and exit 0."""
+"""The stage agents of one worker process: one driver per stage (``runtime.driver``: the
+aiokafka ``batch`` driver or ``faust``), each in the stage's own consumer group
+(``<prefix>.<stage>``) so stages scale out over processes that split their partitions; the
+metrics they feed, and a clean stop that commits what was acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import itertools
 import logging
-import os
-import secrets
-import signal
-from collections import Counter
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aiokafka.errors import KafkaError
-from pydantic import SecretStr
-
-from stream_engine.config.compiled import SAMPLES_FILE
-from stream_engine.errors import BrokerError, ConfigError, StreamEngineError
-from stream_engine.runtime.agents import StageWorker
-from stream_engine.runtime.broker import EmbeddedBroker
-from stream_engine.runtime.endpoint import MetricsEndpoint
-from stream_engine.runtime.integrity import KEY_ENV
-from stream_engine.runtime.kafka import KafkaSettings, quiet_libraries, reach
-from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.processor import BatchReport
-from stream_engine.runtime.tools import publish, read_records
-from stream_engine.runtime.topics import create_topics, pipeline_topics, topic_specs
+from stream_engine.core.plan import StagePlan
+from stream_engine.errors import ConfigError
+from stream_engine.runtime.cluster.settings import KafkaSettings
+from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.drivers.base import StageDriver, worker_name
+from stream_engine.runtime.drivers.batch import BatchStage
+from stream_engine.runtime.drivers.faust import FaustStage
+from stream_engine.runtime.observe.metrics import Metrics, new_registry
+from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
+from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
 
-log = logging.getLogger("stream_engine")
+log = logging.getLogger(__name__)
+
+DRIVERS: dict[str, type[BatchStage] | type[FaustStage]] = {
+    "batch": BatchStage,
+    "faust": FaustStage,
+}
 
 
-async def serve(
+def build_stage(
     pipeline: CompiledPipeline,
-    kafka: KafkaSettings,
-    stages: Sequence[str] | None = None,
-    on_ready: Callable[[StageWorker, MetricsEndpoint], None] | None = None,
-    stop: asyncio.Event | None = None,
-    metrics_port: int | None = None,
-    metrics_host: str | None = None,
-) -> StageWorker:
-    """Run the stage agents and their metrics endpoint until ``stop`` is set or a
-    SIGTERM/SIGINT arrives. ``metrics_port`` overrides ``runtime.metrics_port`` (0: any),
-    ``metrics_host`` ``runtime.metrics_host``. A cluster that does not answer is one
-    ``BrokerError`` within ``CONNECT_TIMEOUT_S``."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    worker = StageWorker(pipeline, kafka, stages)
-    conf = pipeline.config.runtime
-    port = conf.metrics_port if metrics_port is None else metrics_port
-    host = metrics_host or conf.metrics_host
-    endpoint = MetricsEndpoint(
-        worker.registry,
-        worker.ready,
-        host,
-        port,
-        conf.metrics_idle_timeout_s,
-        conf.metrics_max_connections,
-    )
-    try:
-        await endpoint.start()
-    except OSError as exc:
-        raise StreamEngineError(
-            f"metrics endpoint: cannot listen on {host}:{port} ({exc.strerror}); "
-            "choose another with --metrics-port (0: any free port)"
-        ) from None
-    failure: BaseException | None = None
-    try:
-        await reach(kafka)
-        try:
-            await worker.start()
-        except KafkaError as exc:
-            raise BrokerError(f"broker {kafka.describe()}: {exc}") from None
-        if on_ready is not None:
-            on_ready(worker, endpoint)
-        failure = await worker.until_stopped(stop)
-    finally:
-        log.info("stopping: finishing in-flight batches")
-        await worker.stop()
-        await endpoint.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-    if failure is not None:
-        if isinstance(failure, StreamEngineError):
-            raise failure
-        raise StreamEngineError(f"a stage stopped: {type(failure).__name__}: {failure}")
-    return worker
-
-
-class Summary:
-    """Running totals for the dev demo: decisions by status, failing rules, dead letters."""
-
-    def __init__(self) -> None:
-        self.statuses: Counter[str] = Counter()
-        self.failing: Counter[str] = Counter()
-        self.dead_letters: Counter[str] = Counter()
-        self.published = 0
-
-    def add_report(self, stage: str, report: BatchReport, elapsed: float) -> None:
-        """Count one batch of one stage."""
-        for decision in report.decisions:
-            self.statuses[decision.status.value] += 1
-            for rules in decision.failed_rules.values():
-                self.failing.update(rules)
-        for letter in report.dead_letters:
-            self.statuses["dead_letter"] += 1
-            self.dead_letters[letter.reason.value] += 1
-
-
-def demo_samples(pipeline: CompiledPipeline) -> list[bytes]:
-    """The config's sample records (the compiler resolved and confined the file); a file that
-    cannot be read is a config error, raised before anything starts."""
-    path = pipeline.files.get(SAMPLES_FILE)
-    if path is None:
-        return []
-    try:
-        with path.open("rb") as handle:
-            return list(read_records(handle, "jsonl"))
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(SAMPLES_FILE, f"cannot read {str(path)!r}: {reason}") from None
-
-
-async def run_demo(
-    pipeline: CompiledPipeline,
-    kafka: KafkaSettings,
+    stage: StagePlan,
     topics: TopicNames,
-    rate: float,
-    summary: Summary,
-    stop: asyncio.Event,
-    values: list[bytes],
-) -> None:
-    """Publish the config's sample records, round after round, at a steady rate."""
-    if not values:
-        log.warning("the config names no sample records: nothing to publish")
-        return
-
-    def count(n: int) -> None:
-        summary.published += n
-
-    # One producer for the whole demo; ``publish`` paces the endless rounds at ``rate``.
-    rounds = itertools.takewhile(lambda _: not stop.is_set(), itertools.cycle(values))
-    await publish(rounds, topics.input, kafka, pipeline.plan.key_field, rate, count)
+    kafka: KafkaSettings,
+    worker: str,
+    auth: EnvelopeAuth | None,
+) -> StageDriver:
+    """The driver ``runtime.driver`` names, consuming one stage's topic."""
+    processor = StageProcessor(pipeline, stage, topics, worker, auth)
+    return DRIVERS[pipeline.config.runtime.driver](pipeline, stage, processor, kafka)
 
 
-async def dev(
-    pipeline: CompiledPipeline,
-    port: int,
-    announce: Callable[[str], None],
-    demo_rate: float | None = None,
-    on_summary: Callable[[Summary], None] | None = None,
-    log_file: Path | None = None,
-    stop: asyncio.Event | None = None,
-    metrics_port: int | None = None,
-    announce_metrics: Callable[[str], None] | None = None,
-    metrics_host: str | None = None,
-) -> None:
-    """Embedded broker, topics, every stage and the metrics endpoint; optionally the demo
-    publisher."""
-    stop = stop or asyncio.Event()
-    if pipeline.config.runtime.processing_guarantee == "exactly_once":
-        raise ConfigError(
-            "runtime.processing_guarantee",
-            "exactly_once needs Kafka transactions, which the embedded broker cannot do; "
-            "use at_least_once with dev, or run against Apache Kafka",
-        )
-    pipeline = with_session_key(for_embedded_broker(pipeline))
-    samples = demo_samples(pipeline) if demo_rate else []
-    with EmbeddedBroker(port, log_file) as broker:
-        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
-        await create_topics(topic_specs(pipeline), kafka)
-        summary = Summary()
-        tasks: list[asyncio.Task[None]] = []
+class StageWorker:
+    """Runs some (default: all) enabled stages of a pipeline in this process."""
 
-        def ready(worker: StageWorker, endpoint: MetricsEndpoint) -> None:
-            for agent in worker.agents:
-                agent.hooks.append(summary.add_report)
-            announce(broker.bootstrap)
-            if announce_metrics is not None:
-                announce_metrics(endpoint.url)
-            if demo_rate:
-                topics = pipeline_topics(pipeline)
-                tasks.append(
-                    asyncio.ensure_future(
-                        run_demo(pipeline, kafka, topics, demo_rate, summary, stop, samples)
-                    )
-                )
-            if on_summary is not None:
-                tasks.append(asyncio.ensure_future(_report(summary, on_summary, stop)))
+    def __init__(
+        self,
+        pipeline: CompiledPipeline,
+        kafka: KafkaSettings,
+        stages: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.kafka = kafka
+        self.topics = pipeline_topics(pipeline)
+        self.worker = worker or worker_name()
+        active = {s.name: s for s in pipeline.plan.active_stages}
+        chosen = list(stages) if stages else list(active)
+        unknown = [name for name in chosen if name not in active]
+        if unknown:
+            raise ConfigError(
+                "--stage",
+                f"not an enabled stage: {', '.join(unknown)} (enabled: {', '.join(active)})",
+            )
+        #: Signs and verifies what the stages write and read; None with envelope_auth off.
+        self.auth = envelope_auth(pipeline)
+        if self.auth is None:
+            log.warning(
+                "runtime.envelope_auth is off: envelopes are neither signed nor verified, so "
+                "anyone who can write to a stage topic can decide for that stage"
+            )
+        self.agents = [
+            build_stage(pipeline, active[name], self.topics, kafka, self.worker, self.auth)
+            for name in chosen
+        ]
+        self.metrics = Metrics()
+        self.registry = new_registry(self.metrics)
+        self._lag_task: asyncio.Task[None] | None = None
+        self._instrument()
 
+    def _instrument(self) -> None:
+        """Connect the metrics: batches, services, breakers, and the drivers' own."""
+        plan, metrics = self.pipeline.plan, self.metrics
+        metrics.config(plan.name, plan.version, plan.config_hash, self.auth is not None)
+        for guarded in self.pipeline.services.values():
+            guarded.observer = metrics.service_call
+        for name, breaker in self.pipeline.breakers.items():
+            breaker.listen(metrics.breaker)
+            metrics.breaker(name, breaker.state)
+
+        def on_batch(stage: str, report: BatchReport, elapsed: float) -> None:
+            metrics.stage_batch(
+                plan.name,
+                stage,
+                report.outcomes,
+                report.decisions,
+                report.dead_letters,
+                elapsed,
+                report.poison,
+            )
+
+        for agent in self.agents:
+            metrics.stage_started(plan.name, agent.stage.name)
+            agent.hooks.append(on_batch)
+            agent.instrument(self.registry)
+
+    def ready(self) -> bool:
+        """Every stage of this worker has partitions assigned (and so is consuming)."""
+        return all(agent.assignment() for agent in self.agents)
+
+    async def _track_lag(self, every_s: float = 5.0) -> None:
+        """Consumer lag per assigned partition: the broker's end offset (as of the last
+        fetch) minus the consumer's position."""
+        while True:
+            owned: list[tuple[str, int]] = []
+            for agent in self.agents:
+                for topic, partition, lag in await agent.lags():
+                    self.metrics.lag(topic, partition, lag)
+                    owned.append((topic, partition))
+            self.metrics.forget_lag(owned)
+            await asyncio.sleep(every_s)
+
+    async def start(self) -> None:
+        """Start every stage; they join their consumer groups side by side."""
+        await asyncio.gather(*(agent.start() for agent in self.agents))
+        self._lag_task = asyncio.ensure_future(self._track_lag())
+
+    async def until_stopped(self, stop: asyncio.Event) -> BaseException | None:
+        """Wait for ``stop``, or for a stage that cannot go on; returns that stage's error."""
+        waits = [asyncio.ensure_future(stop.wait())]
+        waits += [asyncio.ensure_future(agent.failed.wait()) for agent in self.agents]
         try:
-            await serve(pipeline, kafka, None, ready, stop, metrics_port, metrics_host)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for wait in waits:
+                wait.cancel()
+        return next((a.failure for a in self.agents if a.failure is not None), None)
 
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Finish the in-flight batches, flush, commit, stop."""
+        limit = timeout_s or self.pipeline.config.runtime.shutdown_timeout_s
+        for agent in self.agents:
+            agent.stopping.set()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(agent.idle.wait() for agent in self.agents)), limit
+            )
+        except TimeoutError:
+            log.warning("stopping with batches still in flight; they will be consumed again")
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(agent.finish() for agent in self.agents)), limit
+            )
+        except TimeoutError:
+            log.warning("the last commit did not finish; its batches will be consumed again")
+        await asyncio.gather(*(agent.close() for agent in self.agents))
+        await self.pipeline.close()
 
-def for_embedded_broker(pipeline: CompiledPipeline) -> CompiledPipeline:
-    """The embedded broker makes a group join wait half the session timeout: keep it short
-    (at most 3 s) so the stages start consuming within seconds."""
-    runtime = pipeline.config.runtime
-    if runtime.session_timeout_s <= 3.0:
-        return pipeline
-    quick = runtime.model_copy(
-        update={
-            "session_timeout_s": 3.0,
-            "heartbeat_interval_s": min(runtime.heartbeat_interval_s, 0.5),
-        }
-    )
-    config = pipeline.config.model_copy(update={"runtime": quick})
-    return dataclasses.replace(pipeline, config=config)
-
-
-def with_session_key(pipeline: CompiledPipeline) -> CompiledPipeline:
-    """``dev`` signs envelopes with a key of its own when none is configured: every stage runs
-    in this process, so the key lives and dies with it."""
-    runtime = pipeline.config.runtime
-    if not runtime.envelope_auth or runtime.envelope_keys or os.environ.get(KEY_ENV):
-        return pipeline
-    keys = {"dev-session": SecretStr(secrets.token_hex(32))}
-    config = pipeline.config.model_copy(
-        update={"runtime": runtime.model_copy(update={"envelope_keys": keys})}
-    )
-    return dataclasses.replace(pipeline, config=config)
-
-
-async def _report(summary: Summary, show: Callable[[Summary], None], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        show(summary)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-    show(summary)
-
-
-__all__ = ["Summary", "dev", "quiet_libraries", "serve"]
+    @property
+    def processed(self) -> int:
+        """Messages consumed and fully handled since start."""
+        return sum(agent.processed for agent in self.agents)

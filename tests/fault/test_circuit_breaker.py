@@ -9,8 +9,8 @@ from aiohttp import web
 from harness import by_id, offline_decisions, read_outcomes, samples
 
 from stream_engine.core.breaker import BreakerState
-from stream_engine.runtime.broker import free_port
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.broker import free_port
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 
 class KycServer:

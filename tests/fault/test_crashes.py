@@ -13,7 +13,7 @@ import pytest
 from broker_fixtures import ensure_topics
 from harness import numbered, read_outcomes
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 BATCH = 200
 

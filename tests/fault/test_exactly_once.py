@@ -13,7 +13,7 @@ import pytest
 from harness import read_outcomes
 from test_crashes import kill_at, one_worker_publishing, tally
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from harness import by_id, offline_decisions, read_outcomes, samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 
 SCALARS = (
     st.none()

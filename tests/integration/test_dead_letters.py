@@ -9,7 +9,7 @@ from collections import Counter
 import orjson
 from harness import by_id, offline_decisions, read_outcomes, samples
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 INPUT_SCHEMA = {
     "type": "object",

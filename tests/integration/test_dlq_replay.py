@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from broker_fixtures import ensure_topics
 from harness import by_id, offline_decisions, read_outcomes, samples
 
-from stream_engine.runtime import replay as replay_module
-from stream_engine.runtime.integrity import KEY_ENV, EnvelopeAuth
-from stream_engine.runtime.replay import ReplayFilter, replay
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.integrity import KEY_ENV, EnvelopeAuth
+from stream_engine.runtime.tools import replay as replay_module
+from stream_engine.runtime.tools.replay import ReplayFilter, replay
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from harness import read_outcomes, samples
 
 from stream_engine.offline import OfflineEvaluator
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 #: What differs between two runs of the same decision: clocks, timings, who and where.
 VOLATILE = {"decided_at", "latency_ms", "source", "trace"}

@@ -16,7 +16,7 @@ from harness import CONFIGS, WorkerProcess, offline_decisions, read_outcomes, sa
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

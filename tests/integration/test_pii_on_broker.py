@@ -11,7 +11,7 @@ import urllib.request
 from broker_fixtures import ensure_topics
 from harness import read_outcomes, samples
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 
 def scrape(url: str) -> str:

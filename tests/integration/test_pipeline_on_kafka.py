@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import by_id, offline_decisions, read_outcomes, samples
 
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 KIND_OF_STATUS = {
     "approved": "decisions",

@@ -10,7 +10,7 @@ from broker_fixtures import ensure_topics
 from harness import numbered, read_outcomes
 
 from stream_engine.errors import ConfigErrors
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 
 async def test_exactly_once_on_the_embedded_broker_stops_the_worker_with_a_clear_error(

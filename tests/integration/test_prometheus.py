@@ -20,8 +20,8 @@ import yaml
 from broker_fixtures import ensure_topics
 from harness import read_outcomes, samples
 
-from stream_engine.runtime.broker import free_port
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.broker import free_port
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "stream_engine.json"

@@ -21,11 +21,11 @@ from broker_fixtures import ensure_topics
 from harness import CONFIGS, WorkerProcess, by_id, numbered, read_outcomes
 
 from stream_engine.errors import BrokerError
-from stream_engine.runtime import broker as broker_module
-from stream_engine.runtime.agents import StageWorker
-from stream_engine.runtime.broker import EmbeddedBroker
-from stream_engine.runtime.processor import StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster import broker as broker_module
+from stream_engine.runtime.cluster.broker import EmbeddedBroker
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.processor import StageProcessor
+from stream_engine.runtime.worker import StageWorker
 
 
 async def wait_for_outcomes(kafka, pipeline, at_least: int, timeout_s: float = 60.0) -> None:

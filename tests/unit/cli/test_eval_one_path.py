@@ -81,7 +81,7 @@ def test_a_derived_infinity_is_an_error_of_its_rule_never_an_approval(config):
 
 
 def test_a_record_without_an_id_gets_the_id_a_worker_gives_it(config):
-    from stream_engine.runtime.codec import stable_id
+    from stream_engine.runtime.stage.codec import stable_id
 
     line = orjson.dumps({"amount": 12})
     [answer] = answers(evaluate(config, line.decode()))

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from stream_engine.cli import main
-from stream_engine.runtime.integrity import KEY_ENV
+from stream_engine.runtime.stage.integrity import KEY_ENV
 
 ONBOARDING = Path(__file__).resolve().parents[3] / "configs" / "customer_onboarding.yaml"
 

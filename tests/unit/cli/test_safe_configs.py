@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from stream_engine.cli import main
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.cluster.settings import KafkaSettings
 
 LOCATED = re.compile(r"^error: [\w.\[\]-]+: .+ \(line \d+\)$")
 SECRET = "s3cr3t-sasl-password"

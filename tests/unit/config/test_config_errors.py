@@ -258,7 +258,7 @@ def test_a_group_prefix_must_be_a_name_too(tmp_path):
 
 def test_the_longest_names_still_give_valid_topic_names(tmp_path):
     from stream_engine.config.topic_names import is_topic_name
-    from stream_engine.runtime.names import topic_names
+    from stream_engine.runtime.cluster.topic_names import topic_names
 
     config = base_config(pipeline="p" * 120)
     config["stages"] = {"a" * 120: config["stages"]["data_quality"], "b" * 120: {}}

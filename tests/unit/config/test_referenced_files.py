@@ -15,8 +15,8 @@ from stream_engine.cli import main
 from stream_engine.config.compiled import SAMPLES_FILE, TOPICS_FILE
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.topics import load_topics_file, topic_specs
-from stream_engine.runtime.worker import demo_samples
+from stream_engine.runtime.cluster.topics import load_topics_file, topic_specs
+from stream_engine.runtime.process import demo_samples
 
 SECRET = "s3cr3t-token-7f3a"
 

@@ -8,7 +8,7 @@ import pytest
 
 from stream_engine.core.outcome import Outcome, Route
 from stream_engine.core.result import RuleResult
-from stream_engine.runtime import collector
+from stream_engine.runtime.observe import gc_tuning as collector
 
 FULL = RuleResult(
     stage="compliance",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.metrics import METRIC_NAMES
+from stream_engine.runtime.observe.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -14,13 +14,13 @@ from jsonschema import Draft202012Validator
 
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.codec import Headers, Incoming
-from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
+from stream_engine.runtime.stage.codec import Headers, Incoming
+from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 
 ROOT = Path(__file__).resolve().parents[3]
 ONBOARDING = ROOT / "configs" / "customer_onboarding.yaml"
 SCHEMAS = ROOT / "topics" / "schemas"
-REGENERATE = "python -m stream_engine.runtime.contracts"
+REGENERATE = "python -m stream_engine.runtime.stage.contracts"
 
 INPUT_TOPIC = "customer_onboarding.input"
 #: A producer timestamp a minute before the tests started: inside the believed window.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from runtime_helpers import onboarding
 
-from stream_engine.runtime.acls import Principals, acl_script, grants
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.acls import Principals, acl_script, grants
+from stream_engine.runtime.cluster.topics import pipeline_topics
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "kafka"
 WHO = Principals()

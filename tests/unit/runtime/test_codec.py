@@ -24,7 +24,7 @@ from stream_engine.core.outcome import DeadLetterReason, Outcome, Route, Status
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState
 from stream_engine.errors import ConfigError
-from stream_engine.runtime.codec import Codec, Rejected
+from stream_engine.runtime.stage.codec import Codec, Rejected
 
 #: The dead-letter headers ARCHITECTURE.md lists: original topic / partition / offset /
 #: timestamp, stage, rule, reason, exception class and message, attempt count.

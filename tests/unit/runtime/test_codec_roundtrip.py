@@ -12,7 +12,7 @@ from runtime_helpers import message, onboarding
 from stream_engine.core.decision import Decision
 from stream_engine.core.outcome import Status
 from stream_engine.core.state import RecordState
-from stream_engine.runtime.codec import Codec, Rejected
+from stream_engine.runtime.stage.codec import Codec, Rejected
 
 CODEC = Codec(onboarding().plan)
 SETTINGS = settings(

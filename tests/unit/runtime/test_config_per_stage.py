@@ -11,10 +11,10 @@ import orjson
 from runtime_helpers import auth, load_small, message
 
 from stream_engine.config.compiled import CompiledPipeline
-from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.metrics import Metrics
-from stream_engine.runtime.processor import StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.observe.metrics import Metrics
+from stream_engine.runtime.stage.codec import Incoming
+from stream_engine.runtime.stage.processor import StageProcessor
 
 
 def rollout(tmp_path: Path) -> tuple[CompiledPipeline, CompiledPipeline]:
@@ -55,7 +55,7 @@ async def test_each_audit_entry_names_the_configuration_that_ran_its_stage(tmp_p
 async def test_a_decision_whose_stages_ran_different_configurations_says_so(tmp_path, caplog):
     old, new = rollout(tmp_path)
     assert old.plan.config_hash != new.plan.config_hash
-    caplog.set_level(logging.WARNING, "stream_engine.runtime.processor")
+    caplog.set_level(logging.WARNING, "stream_engine.runtime.stage.processor")
     decisions = await through(old, new, "a", "b")
     assert [d["config_mixed"] for d in decisions] == [True, True]
     assert [e["config_version"] for e in decisions[0]["audit"]] == ["1.0", "1.1"]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from stream_engine.errors import BrokerError
-from stream_engine.runtime.kafka import KafkaSettings, reach
+from stream_engine.runtime.cluster.settings import KafkaSettings, reach
 
 PASSWORD = "s3cr3t-Pa55word"
 

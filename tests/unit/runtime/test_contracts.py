@@ -7,8 +7,8 @@ import json
 
 from runtime_helpers import REGENERATE, SCHEMAS
 
-from stream_engine.runtime.contracts import SCHEMAS as MODELS
-from stream_engine.runtime.contracts import schema_text, write_schemas
+from stream_engine.runtime.stage.contracts import SCHEMAS as MODELS
+from stream_engine.runtime.stage.contracts import schema_text, write_schemas
 
 
 def test_committed_schemas_are_byte_for_byte_what_the_models_generate(tmp_path):
@@ -19,7 +19,7 @@ def test_committed_schemas_are_byte_for_byte_what_the_models_generate(tmp_path):
         assert committed.exists(), f"topics/schemas/{path.name} is missing; run `{REGENERATE}`"
         assert committed.read_text() == path.read_text(), (
             f"topics/schemas/{path.name} has drifted from the pydantic models in "
-            f"stream_engine/runtime/contracts.py; regenerate it with `{REGENERATE}` "
+            f"stream_engine/runtime/stage/contracts.py; regenerate it with `{REGENERATE}` "
             "and commit the result"
         )
 

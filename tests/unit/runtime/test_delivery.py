@@ -8,14 +8,14 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 
-from stream_engine.runtime.codec import DROPPED_HEADER
-from stream_engine.runtime.delivery import (
+from stream_engine.runtime.stage.codec import DROPPED_HEADER
+from stream_engine.runtime.stage.delivery import (
     deliver,
     oversized,
     sort_failures,
     without_value,
 )
-from stream_engine.runtime.processor import Outgoing
+from stream_engine.runtime.stage.processor import Outgoing
 
 DLQ = "p.dlq"
 

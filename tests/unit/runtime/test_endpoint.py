@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_engine.config.models import RuntimeConfig
-from stream_engine.runtime import endpoint as endpoint_module
-from stream_engine.runtime.endpoint import MetricsEndpoint
+from stream_engine.runtime.observe import endpoint as endpoint_module
+from stream_engine.runtime.observe.endpoint import MetricsEndpoint
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import DeadLetterReason
 from stream_engine.errors import ConfigError
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.integrity import AUTH_HEADER, KEY_ENV, EnvelopeAuth, envelope_auth
-from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.integrity import AUTH_HEADER, KEY_ENV, EnvelopeAuth, envelope_auth
+from stream_engine.runtime.stage.processor import BatchReport, Outgoing, StageProcessor
 
 STAGE = "customer_onboarding.stage.{}"
 BUSINESS = STAGE.format("business_rules")

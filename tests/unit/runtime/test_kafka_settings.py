@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from stream_engine.config.models import KafkaConfig
-from stream_engine.runtime.kafka import KafkaSettings
+from stream_engine.runtime.cluster.settings import KafkaSettings
 
 PASSWORD = "s3cr3t-Pa55word"
 

@@ -10,7 +10,7 @@ from stream_engine.core.decision import StageOutcome
 from stream_engine.core.outcome import DeadLetterReason, Outcome, Route
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import DeadLetter
-from stream_engine.runtime.metrics import FAST_BUCKETS, METRIC_NAMES, Metrics, new_registry
+from stream_engine.runtime.observe.metrics import FAST_BUCKETS, METRIC_NAMES, Metrics, new_registry
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset], float]:

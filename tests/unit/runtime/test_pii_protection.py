@@ -23,10 +23,10 @@ from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.pipeline import load_pipeline
 from stream_engine.rules import RULES, ConfiguredRule, RuleParams
-from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.metrics import Metrics, new_registry
-from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.observe.metrics import Metrics, new_registry
+from stream_engine.runtime.stage.codec import Incoming
+from stream_engine.runtime.stage.processor import BatchReport, Outgoing, StageProcessor
 
 #: Passes every stage: approved.
 GOOD = application(application_id="APP-GOOD")

@@ -19,9 +19,9 @@ from runtime_helpers import (
 
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import DeadLetterReason
-from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.processor import BatchReport, Outgoing, StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.codec import Incoming
+from stream_engine.runtime.stage.processor import BatchReport, Outgoing, StageProcessor
 
 DATA_QUALITY_TOPIC = "customer_onboarding.stage.data_quality"
 DLQ = "customer_onboarding.dlq"

@@ -15,8 +15,8 @@ from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.result import Verdict, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.rules import RULES, ConfiguredRule, RuleParams
-from stream_engine.runtime.processor import BatchReport, StageProcessor
-from stream_engine.runtime.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
 
 DLQ = "customer_onboarding.dlq"
 

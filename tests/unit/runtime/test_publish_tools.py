@@ -10,7 +10,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from stream_engine.errors import InputFileError
-from stream_engine.runtime.tools import as_json, read_records, record_key
+from stream_engine.runtime.tools.topic_io import as_json, read_records, record_key
 
 
 def stream(data: bytes, name: str | None = None) -> io.BytesIO:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.replay import (
+from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.tools.replay import (
     FILTERED,
     FOREIGN_STAGE,
     MALFORMED,

@@ -10,8 +10,8 @@ import pytest
 from runtime_helpers import ROOT, load_small, onboarding, small_config
 
 from stream_engine.errors import ConfigError, ConfigErrors
-from stream_engine.runtime.names import default_topic_names, topic_names
-from stream_engine.runtime.topics import (
+from stream_engine.runtime.cluster.topic_names import default_topic_names, topic_names
+from stream_engine.runtime.cluster.topics import (
     DEFAULTS_FILE,
     TopicSpec,
     load_topics_file,

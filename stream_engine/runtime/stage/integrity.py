@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from stream_engine.config.models import MIN_KEY_BYTES
 from stream_engine.errors import ConfigError
-from stream_engine.runtime.codec import AUTH_HEADER, DLQ_PREFIX
+from stream_engine.runtime.stage.codec import AUTH_HEADER, DLQ_PREFIX
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

@@ -23,11 +23,11 @@ from faust.types import EventT, StreamT
 from prometheus_client import CollectorRegistry
 
 from stream_engine.core.plan import StagePlan
-from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.delivery import deliver
-from stream_engine.runtime.driver import StageDriver
-from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
-from stream_engine.runtime.processor import Outgoing, StageProcessor
+from stream_engine.runtime.cluster.settings import MAX_TRANSPORT_BYTES, KafkaSettings
+from stream_engine.runtime.drivers.base import StageDriver
+from stream_engine.runtime.stage.codec import Incoming
+from stream_engine.runtime.stage.delivery import deliver
+from stream_engine.runtime.stage.processor import Outgoing, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

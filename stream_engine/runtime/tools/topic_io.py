@@ -12,8 +12,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_engine.errors import InputFileError
-from stream_engine.runtime.codec import DLQ_PREFIX, record_key
-from stream_engine.runtime.kafka import KafkaSettings, connected
+from stream_engine.runtime.cluster.settings import KafkaSettings, connected
+from stream_engine.runtime.stage.codec import DLQ_PREFIX, record_key
 
 
 def read_records(stream: BinaryIO, fmt: str = "auto") -> Iterator[bytes]:

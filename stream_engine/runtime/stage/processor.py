@@ -25,9 +25,9 @@ from stream_engine.core.outcome import STATUS_OUTPUT, DeadLetterReason, Route
 from stream_engine.core.plan import StagePlan
 from stream_engine.core.state import DeadLetter, RecordState
 from stream_engine.core.watchdog import WATCHDOG, Overrun
-from stream_engine.runtime.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
-from stream_engine.runtime.integrity import EnvelopeAuth, envelope_auth
-from stream_engine.runtime.names import TopicNames
+from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.stage.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
+from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

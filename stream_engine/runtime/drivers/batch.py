@@ -19,17 +19,17 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import BrokerError
-from stream_engine.runtime.codec import Incoming
-from stream_engine.runtime.driver import StageDriver
-from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings
-from stream_engine.runtime.processor import BatchReport, StageProcessor
-from stream_engine.runtime.transactions import (
+from stream_engine.runtime.cluster.settings import MAX_TRANSPORT_BYTES, KafkaSettings
+from stream_engine.runtime.drivers.base import StageDriver
+from stream_engine.runtime.drivers.transactions import (
     GUARANTEES,
     Batch,
     HandOver,
     Split,
     StageClients,
 )
+from stream_engine.runtime.stage.codec import Incoming
+from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from stream_engine.core.plan import StagePlan
-from stream_engine.runtime.processor import BatchReport, StageProcessor
+from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

@@ -27,17 +27,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_engine.errors import StreamEngineError
-from stream_engine.runtime.codec import (
+from stream_engine.runtime.cluster.settings import KafkaSettings, connected
+from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.cluster.topics import describe_topics
+from stream_engine.runtime.stage.codec import (
     ATTEMPT_HEADER,
     AUTH_HEADER,
     DLQ_PREFIX,
     ORIGINAL_AUTH_HEADER,
     TRACE_HEADER,
 )
-from stream_engine.runtime.integrity import EnvelopeAuth
-from stream_engine.runtime.kafka import KafkaSettings, connected
-from stream_engine.runtime.names import TopicNames
-from stream_engine.runtime.topics import describe_topics
+from stream_engine.runtime.stage.integrity import EnvelopeAuth
 
 #: Skip reasons, as the summary counts them.
 MALFORMED = "malformed headers"

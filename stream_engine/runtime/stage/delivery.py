@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from stream_engine.core.outcome import DeadLetterReason
-from stream_engine.runtime.codec import (
+from stream_engine.runtime.stage.codec import (
     DROPPED_HEADER,
     ORIGINAL_TOPIC_HEADER,
     REASON_HEADER,
     STAGE_HEADER,
 )
-from stream_engine.runtime.processor import Outgoing
+from stream_engine.runtime.stage.processor import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,14 @@ from aiokafka.errors import (
 )
 
 from stream_engine.errors import BrokerError
-from stream_engine.runtime.delivery import Backoff, Seal, deliver, send_all, stand_in_if_too_large
-from stream_engine.runtime.processor import Outgoing
+from stream_engine.runtime.stage.delivery import (
+    Backoff,
+    Seal,
+    deliver,
+    send_all,
+    stand_in_if_too_large,
+)
+from stream_engine.runtime.stage.processor import Outgoing
 
 log = logging.getLogger(__name__)
 

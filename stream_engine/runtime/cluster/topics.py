@@ -16,8 +16,8 @@ from stream_engine.config.compiled import TOPICS_FILE
 from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, ConfigErrors
-from stream_engine.runtime.kafka import MAX_TRANSPORT_BYTES, KafkaSettings, connected
-from stream_engine.runtime.names import TopicNames, topic_names
+from stream_engine.runtime.cluster.settings import MAX_TRANSPORT_BYTES, KafkaSettings, connected
+from stream_engine.runtime.cluster.topic_names import TopicNames, topic_names
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline

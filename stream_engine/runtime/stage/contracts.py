@@ -163,5 +163,5 @@ def write_schemas(directory: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in write_schemas(Path(__file__).resolve().parents[2] / "topics" / "schemas"):
+    for path in write_schemas(Path(__file__).resolve().parents[3] / "topics" / "schemas"):
         print(path)

@@ -1,0 +1,1 @@
+"""Stage drivers: how a stage consumes, produces and commits (aiokafka batch, faust)."""

@@ -1,0 +1,1 @@
+"""What a worker shows: Prometheus metrics, the /metrics /health /ready endpoint, GC tuning."""

@@ -1,0 +1,1 @@
+"""The message path of one stage: bytes in, a decision or an envelope out."""

@@ -1,0 +1,1 @@
+"""Tools around a running pipeline: publish, tail, dead-letter replay."""
