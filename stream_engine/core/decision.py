@@ -61,7 +61,7 @@ class Decision:
         return max((self.decided_at - self.state.received_at) * 1000.0, 0.0)
 
     def to_dict(self, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The wire form (ARCHITECTURE.md, decision); ``data`` replaces the record's data,
+        """The wire form (docs/ARCHITECTURE.md, decision); ``data`` replaces the record's data,
         e.g. with a PII-masked copy (by default: ``self.data``, else the record's own)."""
         state = self.state
         if data is None:

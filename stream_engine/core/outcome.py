@@ -34,7 +34,7 @@ class OnError(StrEnum):
 
 
 class Route(StrEnum):
-    """Where a record goes after a stage (the stop conditions of ARCHITECTURE.md)."""
+    """Where a record goes after a stage (the stop conditions of docs/ARCHITECTURE.md)."""
 
     FORWARD = "forward"
     REJECT = "reject"

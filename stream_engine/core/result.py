@@ -71,7 +71,7 @@ class RuleResult:
     wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form (ARCHITECTURE.md, envelope ``results``)."""
+        """The wire form (docs/ARCHITECTURE.md, envelope ``results``)."""
         if self.wire is not None:
             return self.wire
         out: dict[str, Any] = {

@@ -33,7 +33,7 @@ class AuditEntry:
     wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form (ARCHITECTURE.md, envelope ``audit``)."""
+        """The wire form (docs/ARCHITECTURE.md, envelope ``audit``)."""
         if self.wire is not None:
             return self.wire
         return {

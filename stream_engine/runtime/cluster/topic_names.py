@@ -1,4 +1,4 @@
-"""Topic names a pipeline uses (ARCHITECTURE.md): one per stage, plus the output topics.
+"""Topic names a pipeline uses (docs/ARCHITECTURE.md): one per stage, plus the output topics.
 Defaults derive from the pipeline name; the config's ``topics.names`` may replace any."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every stream_engine metric (ARCHITECTURE.md, prefix ``stream_engine_``), in one place.
+"""Every stream_engine metric (docs/ARCHITECTURE.md, prefix ``stream_engine_``), in one place.
 
 The hot path only adds to plain dictionaries, once per batch; prometheus-client reads them
 when scraped, through a custom collector. That keeps locks and per-observation calls out of

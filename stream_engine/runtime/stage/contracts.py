@@ -1,4 +1,4 @@
-"""The wire contracts (ARCHITECTURE.md) as pydantic models: the envelope every inter-stage
+"""The wire contracts (docs/ARCHITECTURE.md) as pydantic models: the envelope every inter-stage
 topic carries and the decision on the output topics. The hot path encodes plain dicts with
 orjson; these models are the reference, the source of the JSON Schemas in ``topics/schemas/``,
 and what the contract tests validate the codec's output against."""
