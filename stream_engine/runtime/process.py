@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from stream_engine.config.compiled import SAMPLES_FILE
+from stream_engine.core.outcome import Status
 from stream_engine.errors import BrokerError, ConfigError, StreamEngineError
 from stream_engine.runtime.cluster.broker import EmbeddedBroker
 from stream_engine.runtime.cluster.settings import KafkaSettings, quiet_libraries, reach
@@ -114,7 +115,7 @@ class Summary:
             for rules in decision.failed_rules.values():
                 self.failing.update(rules)
         for letter in report.dead_letters:
-            self.statuses["dead_letter"] += 1
+            self.statuses[Status.DEAD_LETTER.value] += 1
             self.dead_letters[letter.reason.value] += 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stream_engine.config.topic_names import TopicNamesConfig
+from stream_engine.core.outcome import OutputKind
 from stream_engine.core.plan import PipelinePlan
 
 
@@ -31,12 +32,7 @@ class TopicNames:
             (topic, "input" if i == 0 else "stage")
             for i, topic in enumerate(self.stage_inputs.values())
         ]
-        outputs = [
-            (self.decisions, "decisions"),
-            (self.rejected, "rejected"),
-            (self.review, "review"),
-            (self.dlq, "dlq"),
-        ]
+        outputs = [(self.for_output(kind), kind.value) for kind in OutputKind]
         return [*stages, *outputs]
 
     def all(self) -> list[str]:
@@ -44,13 +40,10 @@ class TopicNames:
         return [name for name, _ in self.kinds()]
 
     def for_output(self, kind: str) -> str:
-        """The topic of ``decisions``, ``rejected``, ``review`` or ``dlq``."""
-        return {
-            "decisions": self.decisions,
-            "rejected": self.rejected,
-            "review": self.review,
-            "dlq": self.dlq,
-        }[kind]
+        """The topic of an output kind (``decisions``, ``rejected``, ``review``, ``dlq``):
+        the fields are named after the kinds."""
+        name: str = getattr(self, OutputKind(kind).value)
+        return name
 
 
 def topic_names(plan: PipelinePlan, names: TopicNamesConfig | None = None) -> TopicNames:
@@ -66,10 +59,7 @@ def topic_names(plan: PipelinePlan, names: TopicNamesConfig | None = None) -> To
             inputs[use.stage] = use.topic
     return TopicNames(
         stage_inputs=inputs,
-        decisions=outputs["decisions"],
-        rejected=outputs["rejected"],
-        review=outputs["review"],
-        dlq=outputs["dlq"],
+        **{kind.value: outputs[kind.value] for kind in OutputKind},
     )
 
 

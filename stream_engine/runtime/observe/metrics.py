@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from stream_engine.core.breaker import BreakerState
 from stream_engine.core.decision import Decision, StageOutcome
+from stream_engine.core.outcome import Status
 from stream_engine.core.state import DeadLetter
 
 PREFIX = "stream_engine_"
@@ -174,7 +175,7 @@ class Metrics(Collector):
             self.observe("decision_latency_seconds", (pipeline, status), decision.latency_ms / 1e3)
         for letter in dead_letters:
             self.inc("dead_letters", (pipeline, letter.stage or stage, letter.reason.value))
-            self.inc("decisions", (pipeline, "dead_letter"))
+            self.inc("decisions", (pipeline, Status.DEAD_LETTER.value))
         if poison:
             self.inc("poison_records", (pipeline, stage), poison)
         self.observe("stage_batch_duration_seconds", (pipeline, stage), elapsed_s)
