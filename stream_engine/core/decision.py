@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,17 +44,14 @@ class Decision:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The data to publish when it is not the record's own (PII-masked, ``pii.mask_decisions``).
     data: dict[str, Any] | None = None
+    #: Hashes of other configurations that ran a stage of this record (a rollout): worked
+    #: out once, when the decision is made (``other_configs``).
+    foreign_configs: frozenset[str] = frozenset()
 
     @property
     def record_id(self) -> str:
         """The record's stable id."""
         return self.state.record_id
-
-    @property
-    def foreign_configs(self) -> set[str]:
-        """Hashes of other configurations that ran a stage of this record (a rollout)."""
-        own = self.config_hash
-        return {e.config_hash for e in self.state.audit if e.config_hash and e.config_hash != own}
 
     @property
     def latency_ms(self) -> float:
@@ -95,3 +93,8 @@ class Decision:
             out["dead_letter"] = self.dead_letter.to_dict()
         out.update(self.extra)
         return out
+
+
+def other_configs(audit: Iterable[AuditEntry], own: str) -> frozenset[str]:
+    """The configuration hashes in an audit trail other than ``own``."""
+    return frozenset(e.config_hash for e in audit if e.config_hash and e.config_hash != own)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from stream_engine.core.decision import Decision, StageOutcome
+from stream_engine.core.decision import Decision, StageOutcome, other_configs
 from stream_engine.core.outcome import DeadLetterReason, OnError, OnFail, Outcome, Route, Status
 from stream_engine.core.plan import PipelinePlan, RuleSpec
 from stream_engine.core.result import RuleResult
@@ -218,4 +218,5 @@ class Router:
             budget=plan.budget,
             dead_letter=dead_letter,
             data=masker.data(state.data) if masker is not None and masker.mask_decisions else None,
+            foreign_configs=other_configs(state.audit, plan.config_hash),
         )
