@@ -233,7 +233,8 @@ class OfflineEvaluator:
         outcome = out.outcome
         data = body.get("data")
         masker = self.processors[stage.name].executor.masker
-        if isinstance(data, dict) and masker is not None and masker.mask_decisions:
+        envelope = out.topic in self._stage_topics  # a decision's data is masked already
+        if envelope and isinstance(data, dict) and masker is not None and masker.mask_decisions:
             data = masker.data(data)
         cost = body.get("cost")
         answer: dict[str, Any] = {

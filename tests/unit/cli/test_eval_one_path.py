@@ -154,3 +154,19 @@ def test_stages_chosen_with_a_gap_hand_the_record_on_past_the_stages_left_out(tm
     assert answer["stage"] == "limits"
     assert answer["route"] == "reject"
     assert set(answer["results"]) == {"usd", "limit"}
+
+
+def test_a_stage_alone_masks_pii_once_whether_it_forwards_or_decides(tmp_path: Path):
+    path = tmp_path / "masked.yaml"
+    path.write_text(
+        "pipeline: cards\npii_fields: [card]\npii: {mask_decisions: true, mode: hash}\n"
+        "stages:\n"
+        "  one: {rules: {r: {class: RequiredFields, params: {fields: [card]}}}}\n"
+        "  two: {rules: {s: {class: RequiredFields, params: {fields: [card]}}}}\n"
+    )
+    card = {"card": "4111111111111111"}
+    [whole] = answers(evaluate(path, card))
+    [first] = answers(evaluate(path, card, options=("--stage", "one")))
+    [last] = answers(evaluate(path, card, options=("--stage", "two")))
+    assert whole["data"]["card"].startswith("sha256:")
+    assert first["data"]["card"] == last["data"]["card"] == whole["data"]["card"]
