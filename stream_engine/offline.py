@@ -145,7 +145,7 @@ class OfflineEvaluator:
         topic = self.topics.stage_inputs[following.name]
         headers = list(out.headers)
         if topic != out.topic and self.auth is not None:
-            headers = self.auth.seal(topic, out.value, headers)
+            headers = self.auth.seal(topic, out.value or b"", headers)
         return Incoming(topic, 0, line, stamp, out.key, out.value, headers)
 
     def _into(
@@ -205,7 +205,7 @@ class OfflineEvaluator:
     def _answer(self, stage: StagePlan, out: Outgoing) -> dict[str, Any]:
         """A pipeline's answer for one record, from the message that ended its way."""
         if out.topic != self.topics.dlq:
-            body: dict[str, Any] = orjson.loads(out.value)
+            body: dict[str, Any] = orjson.loads(out.value or b"")
             return body
         line = out.source.offset if out.source is not None else 0
         letter = self._letter(out.headers, line)
@@ -229,7 +229,7 @@ class OfflineEvaluator:
             body.setdefault("results", {})
             body.setdefault("data", None)
         else:
-            body = orjson.loads(out.value)
+            body = orjson.loads(out.value or b"")
         outcome = out.outcome
         data = body.get("data")
         masker = self.processors[stage.name].executor.masker

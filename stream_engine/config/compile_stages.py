@@ -30,6 +30,7 @@ from stream_engine.core.plan import (
 )
 from stream_engine.core.registry import Registry
 from stream_engine.core.service import GuardedService
+from stream_engine.core.stores import StoreSpec
 
 #: rule id → (stage position, stage name, enabled).
 RuleIndex = Mapping[str, tuple[int, str, bool]]
@@ -54,6 +55,10 @@ class StageCompiler:
         self.pii_inputs = pii_inputs
         self.default_timeout = top.execution.default_timeout_s if top else None
         self.max_parallel = top.execution.max_parallel_rules if top else 8
+        secret = top.pii.hash_key if top else None
+        self.hash_key = None if secret is None else secret.get_secret_value().encode("utf-8")
+        self.key_field = top.input.key_field if top else None
+        self._first = True
 
     def compile(self, raw: Any) -> list[StagePlan]:
         """The plan of each stage of ``raw`` (the ``stages`` block) whose options parse."""
@@ -67,7 +72,13 @@ class StageCompiler:
             return []
         index = self._rule_index(raw)
         plans: list[StagePlan] = []
+        bodies = list(raw.values())
         for position, (stage_name, body) in enumerate(raw.items()):
+            #: No enabled stage before this one: its records arrive as they were published.
+            self._first = not any(
+                isinstance(b, dict) and b.get("enabled", True) is not False
+                for b in bodies[:position]
+            )
             plan = self._stage(stage_name, position, body, index)
             if plan is not None:
                 plans.append(plan)
@@ -92,6 +103,7 @@ class StageCompiler:
             return None
         if not specs and options.enabled:
             self.problems.warnings.append(f"stages.{name}: has no enabled rules")
+        stores = self._stores(name, specs, first=self._first)
         return StagePlan(
             name=name,
             index=position,
@@ -104,7 +116,39 @@ class StageCompiler:
             timeout_s=options.timeout_s,
             condition=condition,
             description=options.description,
+            stores=stores,
         )
+
+    def _stores(self, stage: str, specs: list[RuleSpec], first: bool) -> tuple[StoreSpec, ...]:
+        """The stores of the stage's stateful rules, each bound to its rule; every one must
+        share one key, by which the stage's records are partitioned."""
+        stores: list[StoreSpec] = []
+        for spec in specs:
+            fields = spec.rule.state_key()
+            if fields is None:
+                continue
+            spec.rule.bind_store(spec.rule_id)
+            hashed = any(self.pii_inputs.holds(f) for f in fields)
+            stores.append(StoreSpec(spec.rule_id, stage, fields, self.hash_key, hashed))
+        keys = {store.key_fields for store in stores}
+        if len(keys) > 1:
+            listed = "; ".join(f"{s.name} by {', '.join(s.key_fields)}" for s in stores)
+            self.problems.error(
+                ("stages", stage, "rules"),
+                f"stateful rules keep state by different keys ({listed}): a stage's records "
+                "are partitioned by one key, so put rules with another key in another stage",
+            )
+        elif stores and first and stores[0].key_fields != (self.key_field,):
+            self.problems.error(
+                ("stages", stage, "rules", stores[0].name, "params", "key"),
+                f"the first stage receives records keyed by their id ({self._id_name()}), "
+                f"not by {', '.join(stores[0].key_fields)}: put a stage before it (the next "
+                "stage's records are produced keyed by its state key)",
+            )
+        return tuple(stores)
+
+    def _id_name(self) -> str:
+        return f"input.key_field {self.key_field}" if self.key_field else "no input.key_field"
 
     def _rule_index(self, stages: dict[str, Any]) -> dict[str, tuple[int, str, bool]]:
         """rule id → (stage position, stage name, enabled); duplicates are errors."""

@@ -290,6 +290,15 @@ class RuntimeConfig(ConfigModel):
         return value
 
 
+class StateConfig(ConfigModel):
+    """Where stateful rules keep their stores (each also in a compacted changelog topic)."""
+
+    #: ``memory`` (the default) or ``rocksdb``: on disk, for state larger than memory.
+    store: Literal["memory", "rocksdb"] = "memory"
+    #: The directory of on-disk stores (one per stage, rule and partition under it).
+    path: str = "state"
+
+
 class PipelineConfig(ConfigModel):
     """A whole pipeline file, after environment overlay and ``${VAR}`` interpolation."""
 
@@ -309,3 +318,4 @@ class PipelineConfig(ConfigModel):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    state: StateConfig = Field(default_factory=StateConfig)

@@ -148,8 +148,10 @@ class Executor:
         self, stage: StagePlan, states: Sequence[RecordState]
     ) -> list[StageOutcome]:
         """One stage over a batch of records: inline for sync stages, concurrently (bounded)
-        when the stage awaits services."""
-        if not self._has_async[stage.name] or len(states) < 2:
+        when the stage awaits services - unless it keeps state, whose updates must follow
+        the records' order."""
+        # A stage that keeps state decides its records one after another, in order.
+        if not self._has_async[stage.name] or len(states) < 2 or stage.stores:
             outcomes = []
             since = time.perf_counter()
             for state in states:

@@ -13,6 +13,7 @@ from stream_engine.core.pii import PiiPolicy
 from stream_engine.core.records import RecordLimits
 from stream_engine.core.retry import RetryPolicy
 from stream_engine.core.rule import Rule
+from stream_engine.core.stores import StoreSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,13 @@ class StagePlan:
     timeout_s: float | None = None
     condition: Expression | None = None
     description: str = ""
+    #: The stores of its stateful rules, all keyed by the same fields.
+    stores: tuple[StoreSpec, ...] = ()
+
+    @property
+    def key_fields(self) -> tuple[str, ...] | None:
+        """The fields its records are partitioned by (its stores' key); None: the record id."""
+        return self.stores[0].key_fields if self.stores else None
 
     @property
     def has_async(self) -> bool:

@@ -11,6 +11,7 @@ from stream_engine.core.expr import Expression, Scope
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.service import Service
+from stream_engine.core.stores import StoreView
 
 P = TypeVar("P")
 #: Where a CEL expression sits under a rule's (or service's) ``params``, and what it sees.
@@ -21,7 +22,7 @@ class RuleContext:
     """One record as a rule sees it: its id, its (mutable) data, every result so far,
     and a per-record memo that rules may use to avoid repeating work on one record."""
 
-    __slots__ = ("data", "memo", "now", "record_id", "results", "stage", "tenant")
+    __slots__ = ("data", "memo", "now", "record_id", "results", "stage", "stores", "tenant")
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class RuleContext:
         tenant: str | None = None,
         memo: dict[Any, Any] | None = None,
         now: datetime | None = None,
+        stores: StoreView | None = None,
     ) -> None:
         self.record_id = record_id
         self.data = data
@@ -42,6 +44,9 @@ class RuleContext:
         #: The decision time: when this stage started on this record (UTC), recorded in its
         #: audit entry; rules about time read it (CEL ``now``), never the wall clock.
         self.now: datetime = now if now is not None else datetime.now(UTC)
+        #: The stores of the record's partition, for stateful rules (None offline in a
+        #: pipeline without them).
+        self.stores = stores
 
 
 class Rule(ABC, Generic[P]):
@@ -64,6 +69,8 @@ class Rule(ABC, Generic[P]):
     def __init__(self, params: P) -> None:
         self.params = params
         self.services: dict[str, Service] = {}
+        #: The store of a stateful rule (``bind_store``); empty for the others.
+        self.store_name = ""
 
     @classmethod
     def service_names(cls, params: Mapping[str, Any]) -> dict[str, str]:
@@ -74,6 +81,15 @@ class Rule(ABC, Generic[P]):
     def bind_services(self, services: Mapping[str, Service]) -> None:
         """Receive the services this rule's parameters name."""
         self.services = dict(services)
+
+    def state_key(self) -> tuple[str, ...] | None:
+        """The fields a rule that remembers across records keys its store by (its stage's
+        records are partitioned by them); None for a rule that remembers nothing."""
+        return None
+
+    def bind_store(self, name: str) -> None:
+        """Told once at load which store is this rule's (its rule id)."""
+        self.store_name = name
 
     def provides(self) -> tuple[str, ...]:
         """Fields this rule writes into the record (used to order rules that require them)."""

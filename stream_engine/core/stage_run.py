@@ -70,7 +70,14 @@ class StageRun:
         #: stage that never awaits is armed once, around the whole record.
         self.guard = guard
         self.ctx = RuleContext(
-            state.record_id, state.data, state.results, stage.name, state.tenant, state.memo, now
+            state.record_id,
+            state.data,
+            state.results,
+            stage.name,
+            state.tenant,
+            state.memo,
+            now,
+            state.stores,
         )
         self.pairs: list[tuple[str, RuleResult]] = []
         self.stop: str | None = None

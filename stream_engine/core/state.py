@@ -6,10 +6,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_engine.core.outcome import DeadLetterReason, Route
 from stream_engine.core.result import RuleResult
+
+if TYPE_CHECKING:
+    from stream_engine.core.stores import StoreView
 
 
 def iso_time(epoch_s: float) -> str:
@@ -86,6 +89,8 @@ class RecordState:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Work rules may share within this process (a parsed phone number...); never serialised.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The state stateful rules decide this record with (set by the stage; never serialised).
+    stores: StoreView | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_input(

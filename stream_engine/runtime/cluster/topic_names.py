@@ -19,6 +19,8 @@ class TopicNames:
     rejected: str
     review: str
     dlq: str
+    #: The pipeline's name: the prefix of its state topics.
+    pipeline: str = ""
 
     @property
     def input(self) -> str:
@@ -38,6 +40,10 @@ class TopicNames:
     def all(self) -> list[str]:
         """Every topic, stage inputs first."""
         return [name for name, _ in self.kinds()]
+
+    def changelog(self, stage: str, store: str) -> str:
+        """The compacted changelog topic of a stateful rule's store."""
+        return f"{self.pipeline}.state.{stage}.{store}"
 
     def for_output(self, kind: str) -> str:
         """The topic of an output kind (``decisions``, ``rejected``, ``review``, ``dlq``):
@@ -60,6 +66,7 @@ def topic_names(plan: PipelinePlan, names: TopicNamesConfig | None = None) -> To
     return TopicNames(
         stage_inputs=inputs,
         **{kind.value: outputs[kind.value] for kind in OutputKind},
+        pipeline=plan.name,
     )
 
 

@@ -57,6 +57,7 @@ def _merge(reports: Iterable[BatchReport]) -> BatchReport:
         merged.decisions += report.decisions
         merged.dead_letters += report.dead_letters
         merged.poison += report.poison
+        merged.changes += report.changes
     return merged
 
 
@@ -164,7 +165,8 @@ class BatchStage(StageDriver):
         committed (its next owner processes it again)."""
         records = [_incoming(r) for rs in share.values() for r in rs]
         report = await self.processor.process(records)
-        if not await self.guarantee.deliver_and_commit(share, report.outgoing):
+        outgoing = report.outgoing + report.changes if report.changes else report.outgoing
+        if not await self.guarantee.deliver_and_commit(share, outgoing):
             return None
         return report, len(records)
 

@@ -89,7 +89,7 @@ class StageClients:
 async def queue(producer: AIOKafkaProducer, out: Outgoing) -> Awaitable[object]:
     """Queue one message; return the future of its acknowledgement."""
     future: Awaitable[object] = await producer.send(
-        out.topic, out.value, out.key, headers=out.headers or None
+        out.topic, out.value, out.key, partition=out.partition, headers=out.headers or None
     )
     return future
 

@@ -49,7 +49,7 @@ def without_value(out: Outgoing, stage: str, dlq: str, seal: Seal = _unsealed) -
             (REASON_HEADER, DeadLetterReason.TOO_LARGE.value.encode()),
             (ORIGINAL_TOPIC_HEADER, out.topic.encode()),
         ]
-    headers.append((DROPPED_HEADER, str(len(out.value)).encode()))
+    headers.append((DROPPED_HEADER, str(len(out.value or b"")).encode()))
     return seal(Outgoing(dlq, out.key, b"", headers))
 
 

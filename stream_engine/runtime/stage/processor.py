@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,6 +24,7 @@ from stream_engine.core.executor import Executor
 from stream_engine.core.outcome import STATUS_OUTPUT, DeadLetterReason, Route
 from stream_engine.core.plan import StagePlan
 from stream_engine.core.state import DeadLetter, RecordState
+from stream_engine.core.stores import StageState, StoreFactory, key_of, memory_stores
 from stream_engine.core.watchdog import WATCHDOG, Overrun
 from stream_engine.runtime.cluster.topic_names import TopicNames
 from stream_engine.runtime.stage.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
@@ -44,13 +45,16 @@ class Outgoing:
 
     topic: str
     key: bytes | None
-    value: bytes
+    #: None: a tombstone (a store entry removed, in its compacted changelog).
+    value: bytes | None
     headers: Headers
     #: The consumed message it answers (``eval`` maps answers back to its input lines).
     source: Incoming | None = None
     #: The stage outcome and record state behind it, when the record was decided.
     outcome: StageOutcome | None = None
     state: RecordState | None = None
+    #: The partition to write to (a changelog: the input partition); None: by the key.
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -63,6 +67,9 @@ class BatchReport:
     dead_letters: list[DeadLetter]
     #: Records dead-lettered after an internal error on every attempt.
     poison: int = 0
+    #: The batch's changes to the stage's stores, for their changelog topics (delivered and
+    #: committed with ``outgoing``).
+    changes: list[Outgoing] = field(default_factory=list)
 
 
 class StageProcessor:
@@ -76,6 +83,7 @@ class StageProcessor:
         worker: str,
         auth: EnvelopeAuth | None = FROM_CONFIG,
         clock: Callable[[], float] = time.time,
+        stores: StoreFactory = memory_stores,
     ) -> None:
         self.pipeline = pipeline
         self.stage = stage
@@ -99,6 +107,10 @@ class StageProcessor:
         self.first = plan.active_stages[0].name == stage.name
         following = plan.next_stage(stage.name)
         self.next_topic = None if following is None else topics.stage_inputs[following.name]
+        #: The store key the next stage partitions its records by (None: the record id).
+        self.next_key = following.stores[0] if following is not None and following.stores else None
+        #: The stage's stores per input partition (empty for a stage that keeps no state).
+        self.state = StageState(stage.stores, stores)
 
     async def process(self, batch: list[Incoming]) -> BatchReport:
         """Decide every message of the batch; the caller produces ``outgoing``, waits for the
@@ -111,6 +123,7 @@ class StageProcessor:
                 self._dead_letter(report, decoded.letter, message, decoded.record_id, 1)
             else:
                 pending.append((message, decoded))
+                self._attach(message, decoded)
         outcomes = await self.executor.run_stage_batch(self.stage, [s for _, s in pending])
         for (message, state), outcome in zip(pending, outcomes, strict=True):
             error = (
@@ -120,7 +133,34 @@ class StageProcessor:
             )
             if error is not None:
                 await self._alone(report, message, error)
+        if self.state:
+            report.changes = self._changes()
         return report
+
+    def _attach(self, message: Incoming, state: RecordState) -> None:
+        """Give a record the stores of its partition, with what identifies its delivery:
+        where it entered the pipeline, which a redelivery (a crash, a rebalance) shares but
+        a second publish of the same record does not; and its time there."""
+        if not self.state:
+            return
+        source = state.extras.get("source") or {}
+        if "offset" in source:
+            identity = f"{source.get('topic')}/{source.get('partition')}/{source['offset']}"
+        else:
+            identity = state.record_id
+        stamp = source.get("timestamp") or message.timestamp_ms
+        state.stores = self.state.view(message.partition, identity, int(stamp))
+
+    def _changes(self) -> list[Outgoing]:
+        """The stores' changes as changelog messages, each to its input partition."""
+        out = []
+        for name, partition, key, raw in self.state.drain():
+            topic = self.topics.changelog(self.stage.name, name)
+            headers: Headers = []
+            if self.auth is not None:
+                headers = self.auth.seal(topic, raw or b"", headers)
+            out.append(Outgoing(topic, key.encode(), raw, headers, partition=partition))
+        return out
 
     def decode(self, message: Incoming) -> RecordState | Rejected:
         """The record in a message - verified first when it comes from an earlier stage - or
@@ -206,6 +246,8 @@ class StageProcessor:
         decision = self.router.decide(state, outcome)
         if decision is None:
             assert self.next_topic is not None
+            if self.next_key is not None:
+                key = (key_of(state.data, self.next_key) or state.record_id).encode()
             out = self._sealed(self.next_topic, key, self.codec.envelope(state), [])
         else:
             topic = self.topics.for_output(STATUS_OUTPUT[decision.status])
@@ -238,6 +280,7 @@ class StageProcessor:
             if isinstance(decoded, Rejected):
                 self._dead_letter(report, decoded.letter, message, decoded.record_id, 1)
                 return
+            self._attach(message, decoded)
             outcome = await self.executor.run_contained(self.stage, decoded)
             retry = (
                 outcome.error
@@ -287,7 +330,7 @@ class StageProcessor:
 
     def seal(self, out: Outgoing) -> Outgoing:
         """``out`` tagged anew (a stand-in made after the broker refused the original)."""
-        return self._sealed(out.topic, out.key, out.value, out.headers)
+        return self._sealed(out.topic, out.key, out.value or b"", out.headers)
 
     def _dead_letter(
         self,
