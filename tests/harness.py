@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,12 +121,18 @@ class WorkerProcess:
     """A ``stream-engine`` command in a subprocess (``run`` by default), for signal tests;
     ready once it prints ``ready_marker``."""
 
-    def __init__(self, args: list[str], log: Path, ready_marker: bytes = b"running:") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        ready_marker: bytes = b"running:",
+        program: Sequence[str] = ("-m", "stream_engine"),
+    ) -> None:
         self.log = log
         self.ready_marker = ready_marker
         self.handle = open(log, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_engine", *args],
+            [sys.executable, *program, *args],
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -72,6 +72,7 @@ class Compiler(Problems):
             self, self.rules, services, data.get("services"), pii_inputs, top
         ).compile(data.get("stages"))
         self._topic_names(data.get("stages"), stages)
+        self._state_driver(top, stages)
         check_pii(self, data, self.effective.written, top)
         self._input_schema(top)
         check_envelope_keys(self, self.effective.written)
@@ -115,6 +116,20 @@ class Compiler(Problems):
             limits=RecordLimits(**config.input.limits.model_dump()),
             sync_limit_s=config.execution.sync_limit_s,
         )
+
+    def _state_driver(self, top: PipelineConfig | None, plans: list[StagePlan]) -> None:
+        """Stateful rules need the batch driver: only it restores a partition's stores from
+        their changelogs before processing it, so the faust driver would count from zero."""
+        if top is None or top.runtime.driver != "faust":
+            return
+        stateful = [f"{p.name}.{s.name}" for p in plans if p.enabled for s in p.stores]
+        if stateful:
+            self.error(
+                ("runtime", "driver"),
+                f"stateful rules ({', '.join(stateful)}) need runtime.driver: batch - the faust "
+                "driver does not restore their state from its changelog when a partition moves "
+                "to another worker, so their counts would start again from nothing",
+            )
 
     def _topic_names(self, raw_stages: Any, plans: list[StagePlan]) -> None:
         """Record the problems of ``topics.names`` (``topic_name_problems``), given which

@@ -2,7 +2,8 @@
 
 Envelope authentication makes a forged envelope fail; ACLs keep it from being written at all.
 Three principals: the workers (read their stages' topics, write every topic a stage writes,
-their consumer groups and - exactly-once - their transactional ids), the producers (write the
+read, write and create their stateful rules' changelogs, their consumer groups and -
+exactly-once - their transactional ids), the producers (write the
 input topic, nothing else) and the consumers of decisions (read decisions, rejected and review).
 The dead-letter topic holds original records: only the workers read it (``dlq replay`` runs as
 them). Give the brokers ``allow.everyone.if.no.acl.found=false`` so that whatever is not
@@ -82,6 +83,17 @@ def grants(pipeline: CompiledPipeline, who: Principals) -> list[Grant]:
             why="dead letters: written by stages, read by dlq replay",
         ),
         Grant(who.workers, ("Read",), "group", groups, True, "the stages' consumer groups"),
+        *(
+            Grant(
+                who.workers,
+                ("Read", "Write", "Describe", "Create"),
+                "topic",
+                changelog,
+                why="a stateful rule's changelog: written by its stage, read back to restore "
+                "its state, created by the stage's worker if missing",
+            )
+            for changelog, _ in topics.changelogs()
+        ),
     ]
     if exactly_once:
         out += [

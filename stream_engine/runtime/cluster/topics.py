@@ -1,10 +1,15 @@
 """Topic settings (partitions, replication, retention, cleanup policy) declared in the file a
 pipeline's ``topics.file`` names (the examples' are under ``configs/topics/``), and creating or
-listing a pipeline's topics with aiokafka's admin client."""
+listing a pipeline's topics with aiokafka's admin client.
+
+A stateful rule's changelog (kind ``state``) is compacted and has exactly the partitions of its
+stage's topic - partition p holds the state of input partition p - so ``kinds.state`` may set
+neither its partitions nor a cleanup policy without ``compact``, and it inherits neither from
+``defaults`` (nor their retention, which is for topics that delete)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -17,7 +22,7 @@ from stream_engine.config.source import PathKey, Source, format_location, read_s
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, ConfigErrors
 from stream_engine.runtime.cluster.settings import MAX_TRANSPORT_BYTES, KafkaSettings, connected
-from stream_engine.runtime.cluster.topic_names import TopicNames, topic_names
+from stream_engine.runtime.cluster.topic_names import STATE_KIND, TopicNames, topic_names
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
@@ -39,8 +44,17 @@ class TopicSettings(BaseModel):
 
 
 #: The kinds of topic (the keys of a topics file's ``kinds``): a pipeline's input, a later
-#: stage's, and the outputs.
-TOPIC_KINDS: tuple[str, ...] = ("input", "stage", *(kind.value for kind in OutputKind))
+#: stage's, the outputs, and the stateful rules' changelogs.
+TOPIC_KINDS: tuple[str, ...] = (
+    "input",
+    "stage",
+    *(kind.value for kind in OutputKind),
+    STATE_KIND,
+)
+
+#: What ``defaults`` give a changelog: not its partitions (its stage topic's), cleanup policy
+#: (compact) or retention (compacted topics keep every key's last value).
+_STATE_INHERITS = ("replication_factor", "max_message_bytes")
 
 
 def _topic_kind(value: object) -> str:
@@ -90,11 +104,35 @@ def load_topics_file(path: Path) -> TopicsFile:
     have, never the file's text."""
     source = read_source(path, echo=False)
     try:
-        return TopicsFile.model_validate(source.data)
+        declared = TopicsFile.model_validate(source.data)
     except ValidationError as exc:
         raise ConfigErrors(
             [_topics_error(path, source, item) for item in exc.errors(include_url=False)]
         ) from None
+    problems = _state_problems(path, source, declared.kinds.get(STATE_KIND))
+    if problems:
+        raise ConfigErrors(problems)
+    return declared
+
+
+def _state_problems(path: Path, source: Source, state: TopicSettings | None) -> list[ConfigError]:
+    """What ``kinds.state`` may not say: a changelog's partitions are its stage topic's, and
+    it is compacted (a deleting policy would lose the state of keys not written lately)."""
+    if state is None:
+        return []
+    out = []
+    if state.partitions is not None:
+        loc: PathKey = ("kinds", STATE_KIND, "partitions")
+        text = (
+            "a changelog has the partitions of its stage's topic (its partition p holds the "
+            "state of input partition p): remove it"
+        )
+        out.append(ConfigError(f"{path.name}: {format_location(loc)}", text, source.line_of(loc)))
+    if state.cleanup_policy == "delete":
+        loc = ("kinds", STATE_KIND, "cleanup_policy")
+        text = "a changelog must be compacted ('compact' or 'compact,delete'), else state is lost"
+        out.append(ConfigError(f"{path.name}: {format_location(loc)}", text, source.line_of(loc)))
+    return out
 
 
 def _topics_error(path: Path, source: Source, item: ErrorDetails) -> ConfigError:
@@ -117,7 +155,7 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
     """Every topic of the pipeline with its settings."""
     names = pipeline_topics(pipeline)
     declared = load_topics_file(settings_file(pipeline))
-    specs = []
+    specs: list[TopicSpec] = []
     for name, kind in names.kinds():
         merged: dict[str, Any] = {
             "partitions": 1,
@@ -126,9 +164,12 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
             "cleanup_policy": None,
             "max_message_bytes": None,
         }
-        for layer in (declared.defaults, declared.kinds.get(kind)):
-            if layer is not None:
-                merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+        defaults = declared.defaults.model_dump()
+        if kind == STATE_KIND:
+            defaults = {k: v for k, v in defaults.items() if k in _STATE_INHERITS}
+            merged["cleanup_policy"] = "compact"
+        for layer in (defaults, _dumped(declared.kinds.get(kind))):
+            merged.update({k: v for k, v in layer.items() if v is not None})
         config = {}
         if merged["retention_ms"] is not None:
             config["retention.ms"] = str(merged["retention_ms"])
@@ -139,7 +180,21 @@ def topic_specs(pipeline: CompiledPipeline) -> list[TopicSpec]:
         specs.append(
             TopicSpec(name, kind, merged["partitions"], merged["replication_factor"], config)
         )
-    return specs
+    return _mirrored(specs, names)
+
+
+def _dumped(settings: TopicSettings | None) -> dict[str, Any]:
+    return {} if settings is None else settings.model_dump()
+
+
+def _mirrored(specs: list[TopicSpec], names: TopicNames) -> list[TopicSpec]:
+    """The specs with each changelog given its stage topic's partitions."""
+    partitions = {spec.name: spec.partitions for spec in specs}
+    source = dict(names.changelogs())
+    return [
+        replace(spec, partitions=partitions[source[spec.name]]) if spec.name in source else spec
+        for spec in specs
+    ]
 
 
 def pipeline_topics(pipeline: CompiledPipeline) -> TopicNames:

@@ -206,7 +206,7 @@ def test_a_bad_topics_file_gives_one_located_line_per_problem(tmp_path):
         "topics.yaml: defaults: unknown key (allowed: partitions, replication_factor, "
         "retention_ms, cleanup_policy, max_message_bytes) (line 4)",
         "topics.yaml: kinds: Input should be 'input', 'stage', 'decisions', "
-        "'rejected', 'review' or 'dlq' (line 6)",
+        "'rejected', 'review', 'dlq' or 'state' (line 6)",
         "topics.yaml: kinds.dlq.partitions: Input should be a valid integer, unable to parse "
         "string as an integer (line 7)",
     ]

@@ -1,0 +1,25 @@
+"""``python tests/state_worker.py [--gate FILE] ARGS``: the ``stream-engine`` command with the
+test-only stateful rule registered (tests/state_helpers.py); with ``--gate`` it waits for FILE
+to exist first, so a test can have a worker join a group at a moment of its choosing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import state_helpers  # noqa: F401 - registers TestCountPerKey
+
+from stream_engine.cli import main
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args[:1] == ["--gate"]:
+        gate = Path(args[1])
+        args = args[2:]
+        while not gate.exists():
+            time.sleep(0.02)
+    sys.argv = [sys.argv[0], *args]
+    main()
