@@ -20,6 +20,7 @@ from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
+    from stream_engine.runtime.state.restore import Restorer
 
 BatchHook = Callable[[str, BatchReport, float], None]
 
@@ -54,6 +55,8 @@ class StageDriver(ABC):
         #: Set when the driver cannot go on (e.g. the broker refuses transactions).
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
+        #: Restores the stores of a stage that keeps state (the batch driver's only).
+        self.restorer: Restorer | None = None
 
     @abstractmethod
     async def start(self) -> None:
@@ -74,6 +77,10 @@ class StageDriver(ABC):
     @abstractmethod
     async def lags(self) -> list[tuple[str, int, int]]:
         """``(topic, partition, end offset - position)`` for every assigned partition."""
+
+    def restoring(self) -> frozenset[int]:
+        """Assigned partitions whose stores are still being restored."""
+        return frozenset() if self.restorer is None else self.restorer.pending
 
     def instrument(self, registry: CollectorRegistry) -> None:  # noqa: B027 - optional hook
         """Register the client library's own metrics, if it has any."""

@@ -30,6 +30,8 @@ from stream_engine.runtime.drivers.transactions import (
 )
 from stream_engine.runtime.stage.codec import Incoming
 from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
+from stream_engine.runtime.state.changelogs import ensure_changelogs
+from stream_engine.runtime.state.restore import RestoreClients, Restorer
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
@@ -73,6 +75,7 @@ class BatchStage(StageDriver):
     ) -> None:
         super().__init__(stage, processor, pipeline)
         conf = pipeline.config.runtime
+        self.pipeline = pipeline
         self.kafka = kafka
         self.topic = processor.topics.stage_inputs[stage.name]
         self.client_id = f"{kafka.client_id}.{stage.name}"
@@ -110,6 +113,29 @@ class BatchStage(StageDriver):
         #: Held by the batch in flight; a revocation waits for it.
         self.in_flight = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        if processor.state:
+            changelogs = {
+                spec.name: processor.topics.changelog(stage.name, spec.name)
+                for spec in stage.stores
+            }
+            clients = RestoreClients(
+                stage.name, self.consumer, self._restore_settings, changelogs, processor.auth,
+                self.fail, guarantee.isolation_level == "read_committed",
+            )  # fmt: skip
+            self.restorer = Restorer(processor.state, clients)
+
+    def _restore_settings(self, name: str) -> dict[str, Any]:
+        """A restore consumer's settings: no group, reading what this stage's consumer reads."""
+        return {
+            **self.kafka.aiokafka(),
+            "client_id": f"{self.client_id}.{name}",
+            "group_id": None,
+            "enable_auto_commit": False,
+            "isolation_level": self.guarantee.isolation_level,
+            "fetch_max_wait_ms": min(self.pipeline.config.runtime.batch_wait_ms, 100),
+            "max_partition_fetch_bytes": MAX_TRANSPORT_BYTES,
+            "fetch_max_bytes": MAX_TRANSPORT_BYTES,
+        }
 
     def _producer_settings(self, **extra: Any) -> dict[str, Any]:
         return self.kafka.producer(
@@ -117,8 +143,11 @@ class BatchStage(StageDriver):
         )
 
     async def start(self) -> None:
+        if self.restorer is not None:
+            await ensure_changelogs(self.pipeline, self.stage.name, self.kafka)
         await self.guarantee.start()
-        self.consumer.subscribe([self.topic], listener=HandOver(self.in_flight, self.guarantee))
+        listener = HandOver(self.in_flight, self.guarantee, self.restorer)
+        self.consumer.subscribe([self.topic], listener=listener)
         await self.consumer.start()
         self._task = asyncio.ensure_future(self._run())
 
@@ -130,6 +159,8 @@ class BatchStage(StageDriver):
                 )
                 # No await since getmany: the split is judged by what it fetched under.
                 split = self.guarantee.fetched()
+                if self.restorer is not None:
+                    split = self.restorer.fetched(split)
                 if not batch or self.stopping.is_set():
                     continue  # when stopping, the batch stays uncommitted for the next owner
                 self.begin()
@@ -177,6 +208,8 @@ class BatchStage(StageDriver):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.restorer is not None:
+            await self.restorer.close()
         await self.consumer.stop()
         await self.guarantee.close()
 

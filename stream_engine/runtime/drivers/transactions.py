@@ -9,7 +9,8 @@
   over (its producer fences the previous owner's, completing or aborting what it left open)
   before it is processed.
 ``HandOver`` is the consumer's rebalance listener: it lets the batch in flight finish before
-partitions go, and tells the guarantee what was assigned and revoked."""
+partitions go, and tells the guarantee - and a stage that keeps state, its ``Restorer`` - what
+was assigned and revoked."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -393,16 +394,40 @@ GUARANTEES: dict[str, type[Guarantee]] = {
 }
 
 
-class HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batch in flight finish (and commit) before partitions are handed over."""
+class PartitionState(Protocol):
+    """What a stage's state needs of a rebalance (``runtime/state/restore.py`` ``Restorer``)."""
 
-    def __init__(self, in_flight: asyncio.Lock, guarantee: Guarantee) -> None:
+    def hold(self, assigned: set[TopicPartition]) -> None:
+        """Partitions just assigned, before anything else happens to them (not awaited)."""
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions assigned, taken over by the guarantee."""
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions revoked, their last batch committed."""
+
+
+class HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in flight finish (and commit) before partitions are handed over; a
+    newly assigned partition is held (paused) by the stage's state first, taken over by the
+    guarantee, then given to the state to restore."""
+
+    def __init__(
+        self, in_flight: asyncio.Lock, guarantee: Guarantee, state: PartitionState | None = None
+    ) -> None:
         self.in_flight = in_flight
         self.guarantee = guarantee
+        self.state = state
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.in_flight:
             await self.guarantee.revoked(revoked)
+            if self.state is not None:
+                await self.state.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.state is not None:
+            self.state.hold(assigned)
         await self.guarantee.assigned(assigned)
+        if self.state is not None:
+            await self.state.assigned(assigned)
