@@ -67,6 +67,7 @@ async def serve(
         port,
         conf.metrics_idle_timeout_s,
         conf.metrics_max_connections,
+        worker.unready,
     )
     try:
         await endpoint.start()

@@ -1,11 +1,13 @@
 """The stage agents of one worker process: one driver per stage (``runtime.driver``: the
 aiokafka ``batch`` driver or ``faust``), each in the stage's own consumer group
 (``<prefix>.<stage>``) so stages scale out over processes that split their partitions; the
-metrics they feed, and a clean stop that commits what was acknowledged."""
+metrics they feed (their stores' too), readiness (not while state is restoring), and a clean
+stop that commits what was acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from stream_engine.runtime.drivers.faust import FaustStage
 from stream_engine.runtime.observe.metrics import Metrics, new_registry
 from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.stage.processor import BatchReport, StageProcessor
+from stream_engine.runtime.state.restore import RestoreStats
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
@@ -79,6 +82,7 @@ class StageWorker:
             build_stage(pipeline, active[name], self.topics, kafka, self.worker, self.auth)
             for name in chosen
         ]
+        self._by_stage = {agent.stage.name: agent for agent in self.agents}
         self.metrics = Metrics()
         self.registry = new_registry(self.metrics)
         self._lag_task: asyncio.Task[None] | None = None
@@ -104,15 +108,47 @@ class StageWorker:
                 elapsed,
                 report.poison,
             )
+            if report.changes:
+                self._state_figures(stage)
 
         for agent in self.agents:
             metrics.stage_started(plan.name, agent.stage.name)
             agent.hooks.append(on_batch)
             agent.instrument(self.registry)
+            if agent.restorer is not None:
+                agent.restorer.hooks.append(functools.partial(self._restore_event, agent))
+                self._state_figures(agent.stage.name)
+
+    def _restore_event(self, agent: StageDriver, stats: RestoreStats) -> None:
+        """A restore began or finished: its lag, duration and the stores' figures."""
+        if stats.finished:
+            self.metrics.restored(self.pipeline.plan.name, agent.stage.name, stats.seconds)
+        self._state_figures(agent.stage.name)
+
+    def _state_figures(self, stage: str) -> None:
+        """The metrics of a stage's stores, as they are now."""
+        agent = self._by_stage[stage]
+        if agent.restorer is not None:
+            self.metrics.state(
+                self.pipeline.plan.name,
+                stage,
+                agent.restorer.figures(),
+                len(agent.restorer.pending),
+            )
 
     def ready(self) -> bool:
-        """Every stage of this worker has partitions assigned (and so is consuming)."""
-        return all(agent.assignment() for agent in self.agents)
+        """Every stage of this worker has partitions assigned, none still restoring state."""
+        return self.unready() is None and all(agent.assignment() for agent in self.agents)
+
+    def unready(self) -> str | None:
+        """Why the worker is not ready while it restores state (None otherwise)."""
+        restoring = [(agent.stage.name, agent.restoring()) for agent in self.agents]
+        waiting = [
+            f"stage {stage} partition(s) {', '.join(map(str, sorted(parts)))}"
+            for stage, parts in restoring
+            if parts
+        ]
+        return "restoring state: " + "; ".join(waiting) if waiting else None
 
     async def _track_lag(self, every_s: float = 5.0) -> None:
         """Consumer lag per assigned partition: the broker's end offset (as of the last

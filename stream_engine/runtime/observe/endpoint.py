@@ -1,6 +1,6 @@
 """The worker's HTTP endpoint: ``/metrics`` (Prometheus text format), ``/health`` (the process
 is alive and its event loop runs) and ``/ready`` (every stage has partitions assigned and is
-consuming).
+consuming; 503 with the reason while a stage restores its state).
 
 It is served from a thread of its own, on its own event loop, so it answers while the stages'
 loop is busy with a batch - and ``/health`` can tell a busy loop from a stuck one: the stages'
@@ -68,9 +68,12 @@ class MetricsEndpoint:
         port: int = 9464,
         idle_timeout_s: float = METRICS_IDLE_TIMEOUT_S,
         max_connections: int = METRICS_MAX_CONNECTIONS,
+        unready: Callable[[], str | None] | None = None,
     ) -> None:
         self.registry = registry
         self.ready = ready
+        #: Why the worker is not ready (restoring state), shown by ``/ready``; None: ready.
+        self.unready = unready
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
@@ -199,6 +202,9 @@ class MetricsEndpoint:
         return web.json_response({"status": "ok"})
 
     async def _ready(self, request: web.BaseRequest) -> web.Response:
+        reason = self.unready() if self.unready is not None else None
+        if reason is not None:
+            return web.json_response({"status": "not ready", "reason": reason}, status=503)
         if self.ready():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)

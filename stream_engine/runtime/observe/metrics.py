@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import (
@@ -25,6 +25,7 @@ from stream_engine.core.breaker import BreakerState
 from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.outcome import Status
 from stream_engine.core.state import DeadLetter
+from stream_engine.runtime.state.figures import StoreFigures
 
 PREFIX = "stream_engine_"
 
@@ -34,6 +35,10 @@ FAST_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                 0.1, 0.5, 1.0, 5.0)  # fmt: skip
 SLOW_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 60.0)  # fmt: skip
+
+#: Restoring a partition's stores takes from milliseconds to many minutes.
+RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                   600.0)  # fmt: skip
 
 BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
@@ -48,6 +53,9 @@ class Spec:
     help: str
     buckets: tuple[float, ...] = ()
 
+
+#: The labels of a store's metrics: its stateful rule is its name.
+STORE: Labels = ("pipeline", "stage", "rule")
 
 SPECS: tuple[Spec, ...] = (
     Spec("rule_evaluations", "counter", ("pipeline", "stage", "rule", "outcome"),
@@ -78,6 +86,20 @@ SPECS: tuple[Spec, ...] = (
          "Records dead-lettered after an internal error on every attempt"),
     Spec("config_mixed_decisions", "counter", ("pipeline",),
          "Decisions whose stages ran under different configurations (a rollout)"),
+    Spec("state_entries", "gauge", STORE,
+         "Keys a stateful rule's store holds, summed over this worker's partitions"),
+    Spec("state_expired_entries", "counter", STORE,
+         "Store entries removed because stream time passed their expiry"),
+    Spec("state_late_records", "counter", STORE,
+         "Records a stateful rule saw later than its partition's stream time allows"),
+    Spec("state_restore_lag", "gauge", STORE,
+         "Changelog messages to read when each partition's store last began restoring, summed"),
+    Spec("state_restore_duration_seconds", "histogram", STORE,
+         "Time to restore one partition of a store from its changelog", RESTORE_BUCKETS),
+    Spec("state_restore_rejected", "counter", STORE,
+         "Changelog values skipped while restoring: not sealed by a pipeline key, or malformed"),
+    Spec("state_restoring_partitions", "gauge", ("pipeline", "stage"),
+         "Assigned partitions of a stage whose stores are still being restored"),
 )  # fmt: skip
 
 #: Metric names as Prometheus shows them (counters end in ``_total``).
@@ -185,6 +207,23 @@ class Metrics(Collector):
         before the first event (rare ones: poison records)."""
         self.values["poison_records"][(pipeline, stage)] += 0.0
         self.values["config_mixed_decisions"][(pipeline,)] += 0.0
+
+    def state(self, pipeline: str, stage: str, figures: Iterable[StoreFigures],
+              restoring: int) -> None:  # fmt: skip
+        """A stage's stores as they are now (the counters are totals since start)."""
+        for figure in figures:
+            labels = (pipeline, stage, figure.store)
+            self.set("state_entries", labels, figure.entries)
+            self.set("state_expired_entries", labels, figure.expired)
+            self.set("state_late_records", labels, figure.late)
+            self.set("state_restore_lag", labels, figure.restore_lag)
+            self.set("state_restore_rejected", labels, figure.rejected)
+        self.set("state_restoring_partitions", (pipeline, stage), restoring)
+
+    def restored(self, pipeline: str, stage: str, seconds: Mapping[str, float]) -> None:
+        """One partition restored: how long each store took."""
+        for store, elapsed in seconds.items():
+            self.observe("state_restore_duration_seconds", (pipeline, stage, store), elapsed)
 
     def service_call(self, service: str, outcome: str) -> None:
         """A ``CallObserver`` for ``GuardedService``."""

@@ -28,8 +28,16 @@ def outcome(route: Route, *results: tuple[str, RuleResult], budget: bool = False
 
 # The list in ARCHITECTURE.md ("Metrics"), as Prometheus names them.
 #: ARCHITECTURE.md's list, plus ``poison_records_total`` (issue 12: records dead-lettered after
-#: an internal error on every attempt) and ``config_mixed_decisions_total`` (issue 13).
+#: an internal error on every attempt), ``config_mixed_decisions_total`` (issue 13) and the
+#: stores of stateful rules (issue 15).
 ARCHITECTURE_METRICS = {
+    "stream_engine_state_entries",
+    "stream_engine_state_expired_entries_total",
+    "stream_engine_state_late_records_total",
+    "stream_engine_state_restore_lag",
+    "stream_engine_state_restore_duration_seconds",
+    "stream_engine_state_restore_rejected_total",
+    "stream_engine_state_restoring_partitions",
     "stream_engine_poison_records_total",
     "stream_engine_config_mixed_decisions_total",
     "stream_engine_rule_evaluations_total",
