@@ -35,8 +35,12 @@ from stream_engine.runtime.state.figures import StoreFigures
 
 log = logging.getLogger(__name__)
 
-#: Records a restore consumer hands over at once.
-RESTORE_BATCH = 10_000
+#: Records a restore consumer hands over at once: applying them is synchronous, so a batch
+#: is kept small enough not to hold up the event loop (heartbeats, the other partitions).
+RESTORE_BATCH = 2_000
+#: Partitions restored side by side by one stage (each with a consumer of its own); the others
+#: wait, paused.
+RESTORES_AT_ONCE = 8
 #: A restore that failed on the broker is tried again after this long, doubling up to the cap.
 RETRY_S, RETRY_MAX_S = 0.5, 10.0
 
@@ -134,6 +138,7 @@ class Restorer:
         self.retired: dict[str, list[int]] = {name: [0, 0, 0] for name in clients.changelogs}
         #: Told when a restore starts reading (its lag known) and when it finishes.
         self.hooks: list[Callable[[RestoreStats], None]] = []
+        self._slots = asyncio.Semaphore(RESTORES_AT_ONCE)
 
     # -- the rebalance listener's calls ---------------------------------------------------
 
@@ -160,10 +165,16 @@ class Restorer:
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         """Cancel the partitions' restores and drop their stores (the batch in flight has
-        committed: the listener holds it off)."""
-        for tp in revoked:
-            partition = tp.partition
-            await self._cancel(partition)
+        committed: the listener holds it off). The restores are cancelled together, so the
+        group waits for the slowest one to stop, not for their sum."""
+        partitions = sorted(tp.partition for tp in revoked)
+        for partition in await self._cancel(*partitions):
+            log.info(
+                "stage %s: partition %d revoked while restoring; its restore is abandoned",
+                self.clients.stage,
+                partition,
+            )
+        for partition in partitions:
             self.epochs.pop(partition, None)
             self.restored.discard(partition)
             self._retire(partition)
@@ -171,8 +182,7 @@ class Restorer:
 
     async def close(self) -> None:
         """Cancel every restore (the worker stops)."""
-        for partition in list(self.tasks):
-            await self._cancel(partition)
+        await self._cancel(*self.tasks)
 
     # -- the batch loop's call ------------------------------------------------------------
 
@@ -237,7 +247,8 @@ class Restorer:
         try:
             while True:
                 try:
-                    stats = await self._read(tp.partition)
+                    async with self._slots:
+                        stats = await self._read(tp.partition)
                     break
                 except KafkaError as exc:
                     log.warning(
@@ -258,6 +269,11 @@ class Restorer:
         finally:
             if self.tasks.get(tp.partition) is asyncio.current_task():
                 del self.tasks[tp.partition]
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Closing a consumer swallows a cancellation (aiokafka suppresses it while its
+            # fetch task stops): the partition was revoked all the same.
+            raise asyncio.CancelledError
         if self.epochs.get(tp.partition) != epoch:
             return
         self.restored.add(tp.partition)
@@ -282,8 +298,8 @@ class Restorer:
         consumer = AIOKafkaConsumer(
             **clients.consumer_settings(f"restore.{clients.stage}.{partition}")
         )
-        await consumer.start()
         try:
+            await consumer.start()
             tps = list(sources)
             consumer.assign(tps)
             begins = await consumer.beginning_offsets(tps)
@@ -379,12 +395,14 @@ class Restorer:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _cancel(self, partition: int) -> None:
-        """Cancel the partition's restore and wait until it is gone."""
-        task = self.tasks.pop(partition, None)
-        if task is not None:
+    async def _cancel(self, *partitions: int) -> list[int]:
+        """Cancel the partitions' restores and wait until they are gone; the partitions that
+        had one."""
+        tasks = {p: self.tasks.pop(p) for p in partitions if p in self.tasks}
+        for task in tasks.values():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        return sorted(tasks)
 
     def _retire(self, partition: int) -> None:
         """Drop the partition's stores, keeping their counts for the counters."""
