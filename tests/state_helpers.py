@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from harness import Outcome, WorkerProcess
 
 from stream_engine.config.compiled import CompiledPipeline
@@ -70,15 +71,18 @@ def stateful_pipeline(
     broker: str,
     input_partitions: int = 4,
     guarantee: str = "at_least_once",
+    partitions: int = 4,
     **runtime: Any,
 ) -> CompiledPipeline:
     """A two-stage pipeline of its own name: ``intake`` (records keyed by ``id``) and
-    ``counting``, whose ``per_account`` rule counts records per ``account``."""
+    ``counting``, whose ``per_account`` rule counts records per ``account``; every topic has
+    ``partitions`` partitions but the input, ``input_partitions`` (1: each account's records
+    reach the counting stage in publishing order, so its counts are known in advance)."""
     name = f"st{next(_counter)}_{uuid.uuid4().hex[:6]}"
     (directory / f"{name}.topics.yaml").write_text(
         yaml.safe_dump(
             {
-                "defaults": {"partitions": 4, "replication_factor": 1},
+                "defaults": {"partitions": partitions, "replication_factor": 1},
                 "kinds": {"input": {"partitions": input_partitions}},
             }
         )
@@ -143,23 +147,31 @@ async def write_changelog(
 ) -> int:
     """Write store entries straight into a changelog, each to the partition its key hashes to
     (the partition the counting stage's records of that key arrive on), sealed as a worker
-    seals them; returns how many."""
+    seals them, in whole batches (fast); returns how many."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, linger_ms=20, max_batch_size=1024 * 1024
+        bootstrap_servers=kafka.bootstrap_servers, max_batch_size=1024 * 1024
     )
     await producer.start()
     written = 0
     try:
-        pending = []
+        partitions = sorted(await producer.partitions_for(topic))
+        partitioner = DefaultPartitioner()
+        batches = {p: producer.create_batch() for p in partitions}
+        sent = []
         for key, value in entries:
-            raw = encode_entry(value, NEVER_MS)
+            raw, encoded = encode_entry(value, NEVER_MS), key.encode()
             headers = auth.seal(topic, raw, []) if auth is not None else []
-            pending.append(await producer.send(topic, raw, key.encode(), headers=headers))
+            partition = partitioner(encoded, partitions, partitions)
+            batch = batches[partition]
+            if batch.append(key=encoded, value=raw, timestamp=None, headers=headers) is None:
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = producer.create_batch()
+                batch.append(key=encoded, value=raw, timestamp=None, headers=headers)
             written += 1
-            if len(pending) >= 5_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        for partition, batch in batches.items():
+            if batch.record_count():
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
     return written
@@ -174,11 +186,11 @@ def counted(n: int, identities: Iterable[str]) -> dict[str, Any]:
 
 
 class StateWorker(WorkerProcess):
-    """``stream-engine run`` in a subprocess that knows the test rule; with ``gate`` it waits
-    for that file to exist before it starts (its imports done, so it joins at once)."""
+    """``stream-engine run --verbose`` in a subprocess that knows the test rule; with ``gate``
+    it waits for that file to exist before it starts (its imports done, so it joins at once)."""
 
     def __init__(self, config: Path, broker: str, log: Path, gate: Path | None = None) -> None:
-        args = ["run", str(config), "--broker", broker, "--metrics-port", "0"]
+        args = ["run", str(config), "--broker", broker, "--metrics-port", "0", "--verbose"]
         program = [str(WORKER_SCRIPT), *(["--gate", str(gate)] if gate is not None else [])]
         super().__init__(args, log, program=program)
 
@@ -187,6 +199,11 @@ class StateWorker(WorkerProcess):
         """The metrics endpoint's base URL, once the log names it."""
         found = re.search(r"metrics: (http://\S+)/metrics", self.log.read_text())
         return found.group(1) if found else None
+
+    def restoring(self) -> bool:
+        """``/ready`` says the worker is restoring state."""
+        status, body = self.ready_status()
+        return status == 503 and "restoring state" in body
 
     def ready_status(self) -> tuple[int, str]:
         """``/ready``'s status and body (0 before the endpoint listens)."""
