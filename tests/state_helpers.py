@@ -1,5 +1,7 @@
 """Stateful pipelines for the tests of Kafka-backed state: a test-only rule that counts records
-per key (``TestCountPerKey``, registered on import), a two-stage pipeline whose second stage
+per key (``TestCountPerKey``: the ``count_rule`` fixture registers it for one test, so the
+catalogue of rules stays the library's; ``state_worker.py`` for its process), a two-stage
+pipeline whose second stage
 counts by account, reading the counts back from decisions, writing a changelog directly, and
 ``stream-engine`` subprocesses that know the test rule (``state_worker.py``)."""
 
@@ -17,17 +19,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from harness import Outcome, WorkerProcess
+from pydantic import Field
 
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.result import Verdict, passed
 from stream_engine.core.rule import RuleContext
 from stream_engine.core.stores import encode_entry
 from stream_engine.pipeline import load_pipeline
-from stream_engine.rules.base import ConfiguredRule, RuleParams, register_rule
+from stream_engine.rules.base import RULES, ConfiguredRule, RuleParams
 from stream_engine.runtime.cluster.settings import KafkaSettings
 from stream_engine.runtime.stage.integrity import EnvelopeAuth
 
@@ -40,10 +44,9 @@ _counter = itertools.count()
 
 
 class CountParams(RuleParams):
-    key: str
+    key: str = Field(description="The field whose value records are counted by.")
 
 
-@register_rule("TestCountPerKey")
 class CountPerKey(ConfiguredRule[CountParams]):
     """Counts records per key. Idempotent by identity: a redelivered record (the same input
     position) gets the count it got the first time, and counts nothing more."""
@@ -64,6 +67,22 @@ class CountPerKey(ConfiguredRule[CountParams]):
             count = entry["n"] + 1
             state.put(key, {"n": count, "seen": {**entry["seen"], view.identity: count}}, NEVER_MS)
         return passed(f"record {count} of its account", count=count)
+
+
+#: The name the test rule is registered under.
+COUNT_RULE = "TestCountPerKey"
+
+
+def register_count_rule() -> None:
+    """Register the test rule for good (a worker subprocess)."""
+    RULES.add(COUNT_RULE, CountPerKey)
+
+
+@pytest.fixture
+def count_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test rule, registered for one test."""
+    RULES.names()  # entry points first, so nothing registers over it later
+    monkeypatch.setitem(RULES._classes, COUNT_RULE, CountPerKey)
 
 
 def stateful_pipeline(
@@ -93,7 +112,7 @@ def stateful_pipeline(
         "stages": {
             "intake": {"rules": {"has_account": {"class": "RequiredFields",
                                                  "params": {"fields": ["account"]}}}},
-            STAGE: {"rules": {RULE: {"class": "TestCountPerKey", "params": {"key": "account"}}}},
+            STAGE: {"rules": {RULE: {"class": COUNT_RULE, "params": {"key": "account"}}}},
         },
         "topics": {"file": f"{name}.topics.yaml"},
         "kafka": {"bootstrap_servers": broker},

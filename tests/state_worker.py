@@ -10,11 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import state_helpers  # noqa: F401 - registers TestCountPerKey
+from state_helpers import register_count_rule
 
 from stream_engine.cli import main
 
 if __name__ == "__main__":
+    register_count_rule()
     args = sys.argv[1:]
     if args[:1] == ["--gate"]:
         gate = Path(args[1])

@@ -14,12 +14,21 @@ from collections import Counter
 import pytest
 from broker_fixtures import ensure_topics
 from harness import read_outcomes
-from state_helpers import StateWorker, counts, ranks, records, stateful_pipeline
+from state_helpers import (
+    StateWorker,
+    count_rule,  # noqa: F401 - the fixture
+    counts,
+    ranks,
+    records,
+    stateful_pipeline,
+)
 
 from stream_engine.runtime.cluster.topics import pipeline_topics
 
 #: Records in all (published over about 10 s), and the decisions read before each SIGKILL.
 TOTAL, KILLS_AT = 800, (200, 450)
+
+pytestmark = pytest.mark.usefixtures("count_rule")
 
 
 async def _publish_paced(client, published, per_round: int = 25, every_s: float = 0.3) -> None:

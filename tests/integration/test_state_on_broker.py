@@ -6,15 +6,18 @@ the full state. Run with ``-s`` for the restore figure."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import orjson
+import pytest
 from broker_fixtures import ensure_topics
 from harness import read_outcomes
 from state_helpers import (
     RULE,
     STAGE,
     StateWorker,
+    count_rule,  # noqa: F401 - the fixture
     counted,
     counts,
     ranks,
@@ -25,13 +28,22 @@ from state_helpers import (
     write_changelog,
 )
 
-from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.errors import BrokerError
+from stream_engine.runtime.cluster.topics import (
+    create_topics,
+    describe_topics,
+    pipeline_topics,
+    topic_specs,
+)
 from stream_engine.runtime.stage.integrity import envelope_auth
+from stream_engine.runtime.state.changelogs import ensure_changelogs
 from stream_engine.runtime.state.restore import RestoreStats
 from stream_engine.runtime.worker import StageWorker
 
 #: Keys of the changelog a rebalance should find still restoring.
 RESTORE_KEYS = 400_000
+
+pytestmark = pytest.mark.usefixtures("count_rule")
 
 
 async def test_a_stage_keyed_by_account_counts_each_accounts_records_through_kafka(
@@ -137,6 +149,39 @@ async def test_a_worker_restores_100000_keys_from_their_changelog_before_it_coun
         assert counts(outcomes) == {r["id"]: [6] for r in sample}
     finally:
         await worker.stop()
+
+
+async def test_a_worker_creates_missing_changelogs_and_refuses_one_with_too_few_partitions(
+    broker, kafka, tmp_path
+):
+    pipeline = stateful_pipeline(tmp_path, broker, partitions=3)
+    topics = pipeline_topics(pipeline)
+    ((changelog, _),) = topics.changelogs(STAGE)
+    without_changelog = [s for s in topic_specs(pipeline) if s.name != changelog]
+    await create_topics(without_changelog, kafka)
+
+    await ensure_changelogs(pipeline, STAGE, kafka)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while (await describe_topics([changelog], kafka))[changelog] is None:
+        assert loop.time() < deadline, f"{changelog} not created"
+        await asyncio.sleep(0.1)
+    assert (await describe_topics([changelog], kafka))[changelog] == 3
+
+    other = stateful_pipeline(tmp_path, broker, partitions=3)
+    ((short, _),) = pipeline_topics(other).changelogs(STAGE)
+    specs = [
+        dataclasses.replace(s, partitions=2) if s.name == short else s for s in topic_specs(other)
+    ]
+    await create_topics(specs, kafka)
+    worker = StageWorker(other, kafka)
+    try:
+        with pytest.raises(BrokerError) as refused:
+            await worker.start()
+    finally:
+        await worker.stop()
+    assert f"{short} has 2" in str(refused.value)
+    assert "has 3 partitions" in str(refused.value)
 
 
 def _owned(worker):

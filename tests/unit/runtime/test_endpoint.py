@@ -188,3 +188,16 @@ async def test_health_says_stalled_once_the_stages_loop_misses_its_beats(endpoin
             async with session.get(health) as response:
                 status = response.status
     assert status == 200
+
+
+async def test_ready_says_503_with_its_reason_while_state_is_restoring(endpoint):
+    reason: list[str | None] = ["restoring state: stage counting partition(s) 0, 2"]
+    point = await endpoint(unready=lambda: reason[0])
+    base = f"http://127.0.0.1:{point.port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/ready") as ready:
+            assert ready.status == 503
+            assert await ready.json() == {"status": "not ready", "reason": reason[0]}
+        reason[0] = None
+        async with session.get(f"{base}/ready") as ready:
+            assert (ready.status, await ready.json()) == (200, {"status": "ready"})

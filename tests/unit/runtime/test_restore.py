@@ -9,7 +9,11 @@ import asyncio
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from state_helpers import NEVER_MS, stateful_pipeline
+from state_helpers import (
+    NEVER_MS,
+    count_rule,  # noqa: F401 - the fixture
+    stateful_pipeline,
+)
 
 from stream_engine.core.stores import CLOCK_KEY, KeyedState, MemoryStore, StageState, encode_entry
 from stream_engine.runtime.stage.integrity import EnvelopeAuth
@@ -24,6 +28,8 @@ from stream_engine.runtime.state.restore import (
 TOPIC = "p.state.counting.per_account"
 AUTH = EnvelopeAuth({"k1": b"k" * 32}, "k1")
 INPUT = "p.stage.counting"
+
+pytestmark = pytest.mark.usefixtures("count_rule")
 
 
 def changelog_record(
@@ -152,7 +158,8 @@ class GatedRestorer(Restorer):
 
 
 @pytest.fixture
-def stage_state(tmp_path) -> StageState:
+def stage_state(tmp_path, request) -> StageState:
+    request.getfixturevalue("count_rule")
     pipeline = stateful_pipeline(tmp_path, "localhost:9")
     stage = next(s for s in pipeline.plan.active_stages if s.stores)
     return StageState(stage.stores)

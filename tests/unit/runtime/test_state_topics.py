@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from state_helpers import RULE, STAGE, stateful_pipeline
+from state_helpers import (
+    RULE,
+    STAGE,
+    count_rule,  # noqa: F401 - the fixture
+    stateful_pipeline,
+)
 
 from stream_engine.errors import ConfigErrors
 from stream_engine.pipeline import load_pipeline
@@ -14,6 +19,8 @@ from stream_engine.runtime.cluster.acls import Principals, grants
 from stream_engine.runtime.cluster.topics import load_topics_file, pipeline_topics, topic_specs
 
 WHO = Principals()
+
+pytestmark = pytest.mark.usefixtures("count_rule")
 
 
 def test_each_stateful_rule_has_a_changelog_named_after_its_pipeline_stage_and_rule(tmp_path):
