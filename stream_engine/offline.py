@@ -12,6 +12,7 @@ import orjson
 from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
 from stream_engine.core.state import iso_time
+from stream_engine.core.stores import memory_stores
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.cluster.topic_names import TopicNames, default_topic_names, topic_names
 from stream_engine.runtime.stage.codec import DLQ_PREFIX, Headers, Incoming, Rejected, record_key
@@ -66,8 +67,11 @@ class OfflineEvaluator:
         self.topics = topic_names(pipeline.plan, pipeline.config.topics.names)
         #: Signs and verifies the envelopes between the stages, as the workers' keys do.
         self.auth = EnvelopeAuth.session() if pipeline.config.runtime.envelope_auth else None
+        #: State in memory whatever ``state.store`` says: an evaluation leaves no files.
         self.processors = {
-            stage.name: StageProcessor(pipeline, stage, self.topics, "eval", self.auth, clock)
+            stage.name: StageProcessor(
+                pipeline, stage, self.topics, "eval", self.auth, clock, stores=memory_stores
+            )
             for stage in pipeline.plan.active_stages
         }
         self._stage_topics = frozenset(self.topics.stage_inputs.values())
