@@ -199,5 +199,5 @@ def test_the_configured_store_kind_picks_the_factory(tmp_path: Path):
 
 def test_a_state_path_that_cannot_hold_a_store_is_an_error_naming_it(tmp_path: Path):
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(StateStoreError, match="state.path"):
+    with pytest.raises(StateStoreError, match=r"\(state\.path\)"):
         RocksStore(tmp_path / "file" / "db")
