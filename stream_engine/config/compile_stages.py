@@ -127,9 +127,10 @@ class StageCompiler:
             fields = spec.rule.state_key()
             if fields is None:
                 continue
-            spec.rule.bind_store(spec.rule_id)
             hashed = any(self.pii_inputs.holds(f) for f in fields)
-            stores.append(StoreSpec(spec.rule_id, stage, fields, self.hash_key, hashed))
+            store = StoreSpec(spec.rule_id, stage, fields, self.hash_key, hashed)
+            spec.rule.bind_store(spec.rule_id, store)
+            stores.append(store)
         keys = {store.key_fields for store in stores}
         if len(keys) > 1:
             listed = "; ".join(f"{s.name} by {', '.join(s.key_fields)}" for s in stores)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import Field
 from runtime_helpers import auth, message, small_config, write_pipeline
 
 from stream_engine.config.compiled import CompiledPipeline
@@ -26,7 +27,7 @@ from stream_engine.runtime.stage.processor import StageProcessor
 class CountParams(RuleParams):
     """Count records per ``key``."""
 
-    key: str = "card"
+    key: str = Field("card", description="the field records are counted by")
 
 
 @register_rule("TestCountPerKey")
