@@ -126,10 +126,23 @@ def place(state: KeyedState, event_ms: int, grace_ms: int) -> Placement:
 
 
 def entries_of(raw: Any) -> list[Entry]:
-    """A stored window (a list of entries), or an empty one for anything else."""
+    """A stored window (a list of entries), or an empty one for a value of another shape (the
+    first and last entries are looked at, so a rule id reused by another class starts afresh
+    without every record paying for a full check)."""
     if not isinstance(raw, list):
         return []
-    return [e for e in raw if isinstance(e, list) and len(e) == 3 and isinstance(e[0], int)]
+    if raw and not (_is_entry(raw[0]) and _is_entry(raw[-1])):
+        return []
+    return raw
+
+
+def _is_entry(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], int)
+        and isinstance(value[1], str)
+    )
 
 
 def find(entries: list[Entry], identity: str) -> Entry | None:
@@ -161,13 +174,9 @@ def cap(entries: list[Entry], limit: int, keep: Entry) -> tuple[list[Entry], boo
     excess = len(entries) - limit
     if excess <= 0:
         return entries, False
-    out: list[Entry] = []
-    for entry in entries:
-        if excess and entry is not keep:
-            excess -= 1
-            continue
-        out.append(entry)
-    return out, True
+    if all(entry is not keep for entry in entries[:excess]):
+        return entries[excess:], True
+    return [keep, *entries[excess + 1 :]], True
 
 
 def bucket_start(at_ms: int, width_ms: int) -> int:

@@ -582,7 +582,8 @@ class Aggregate(WindowRule[AggregateParams]):
 
     def answer(self, window: list[Entry], start_ms: int, notes: dict[str, Any]) -> Verdict:
         p = self.params
-        values = {name: _aggregate(op, window, i) for name, op, i in self._ops}
+        columns = [_column(window, i) for i in range(len(self.fields))]
+        values = {name: _aggregate(op, window, columns, i) for name, op, i in self._ops}
         return passed(
             f"{_records(len(window))} for this key in the {p.window} {p.kind} window",
             state=values,
@@ -594,15 +595,23 @@ class Aggregate(WindowRule[AggregateParams]):
         )
 
 
-def _aggregate(op: AggregateOpName, window: list[Entry], position: int) -> Any:
-    """One aggregate over a window's entries (``position``: its field among theirs)."""
+def _column(window: list[Entry], position: int) -> list[Any]:
+    """The numbers one field contributed to a window's entries (absent values left out)."""
+    out = []
+    for entry in window:
+        kept = entry[2]
+        if isinstance(kept, list) and position < len(kept) and is_number(kept[position]):
+            out.append(kept[position])
+    return out
+
+
+def _aggregate(
+    op: AggregateOpName, window: list[Entry], columns: list[list[Any]], position: int
+) -> Any:
+    """One aggregate over a window (``position``: its field's column)."""
     if op == "count":
         return len(window)
-    values = [
-        e[2][position]
-        for e in window
-        if isinstance(e[2], list) and position < len(e[2]) and is_number(e[2][position])
-    ]
+    values = columns[position]
     if op == "sum":
         return _shown(sum(values))
     if not values:

@@ -114,6 +114,7 @@ def test_windows_are_kept_in_time_order_and_read_with_both_edges_included():
 
 def test_a_capped_window_drops_its_oldest_but_never_the_entry_being_counted():
     entries = [[t, str(t), None] for t in (1, 2, 3, 4)]
+    assert cap(entries, 2, entries[3]) == (entries[2:], True)
     kept, dropped = cap(entries, 2, entries[0])
     assert dropped
     assert [e[0] for e in kept] == [1, 4]
@@ -123,7 +124,10 @@ def test_a_capped_window_drops_its_oldest_but_never_the_entry_being_counted():
 def test_a_stored_value_of_another_shape_reads_as_an_empty_window():
     assert entries_of(None) == []
     assert entries_of({"a": 1}) == []
-    assert entries_of([[1, "a", 2], "junk", [2, "b"]]) == [[1, "a", 2]]
+    assert entries_of([[1, "a", 2], [2, "b"]]) == []
+    assert entries_of([[1, "card", "TX-1"]][0]) == []  # a Duplicate's sighting, not a window
+    window = [[1, "a", 2], [2, "b", None]]
+    assert entries_of(window) is window
 
 
 def test_tumbling_buckets_are_aligned_to_the_epoch():
