@@ -1,6 +1,7 @@
 """The offline tools with a rule that remembers: ``test`` cases give earlier records as
 ``history`` (decided first, each case from empty state), ``eval`` keeps state across all its
-input lines and batches."""
+input lines and batches, and ``plan`` shows what each stage's records are keyed by and the
+stores it keeps with their changelog topics."""
 
 from __future__ import annotations
 
@@ -95,6 +96,13 @@ def run_cases(tmp_path: Path, cases: list[dict[str, Any]]) -> Result:
     path = tmp_path / "cases.yaml"
     path.write_text(yaml.safe_dump({"cases": cases}, sort_keys=False))
     return invoke("test", write_pipeline(tmp_path), str(path))
+
+
+def wide_table(path: str) -> str:
+    """``plan``'s table, wide enough that no cell folds."""
+    result = CliRunner().invoke(main, ["plan", path], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 # -- test cases with history ----------------------------------------------------------------
@@ -214,3 +222,58 @@ def test_eval_keeps_state_across_its_input_lines_and_batches(tmp_path):
     assert (counts[0], counts[1], counts[batch]) == (1, 2, 3)
     assert decisions[batch]["status"] == "rejected"
     assert [d["status"] for d in decisions].count("rejected") == 1
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+
+def test_plan_as_json_shows_each_stages_key_and_stores(tmp_path):
+    result = invoke("plan", write_pipeline(tmp_path), "--format", "json")
+
+    stages = {s["stage"]: s for s in orjson.loads(result.stdout)["stages"]}
+    assert stages["intake"]["key"] == {"by": "record_id", "key_field": "id"}
+    assert stages["intake"]["stores"] == []
+    assert stages["velocity"]["key"] == {"by": "fields", "fields": ["customer"], "hashed": False}
+    assert stages["velocity"]["stores"] == [
+        {"rule": "counter", "changelog": "pay.state.velocity.counter"}
+    ]
+
+
+def test_plan_says_a_pii_key_is_hashed(tmp_path):
+    config = {**PIPELINE, "pii_fields": ["customer"]}
+    path = write_pipeline(tmp_path, config)
+
+    as_json = orjson.loads(invoke("plan", path, "--format", "json").stdout)
+    table = wide_table(path)
+
+    assert as_json["stages"][1]["key"]["hashed"] is True
+    assert "customer (hashed)" in table
+
+
+def test_plan_table_shows_the_key_and_each_store_with_its_changelog(tmp_path):
+    table = wide_table(write_pipeline(tmp_path))
+
+    assert "key and state" in table
+    assert "record id (input.key_field id)" in table
+    assert "state counter → pay.state.velocity.counter" in table
+
+
+def test_plan_table_of_a_pipeline_without_state_says_the_key_in_one_line(tmp_path):
+    config = {**PIPELINE, "stages": {"intake": PIPELINE["stages"]["intake"]}}
+
+    table = wide_table(write_pipeline(tmp_path, config))
+
+    assert "key and state" not in table
+    assert (
+        "keys: every stage's records are keyed by record id (input.key_field id): none keeps"
+        in table
+    )
+
+
+def test_plan_without_a_key_field_keys_by_record_id(tmp_path):
+    config = {k: v for k, v in PIPELINE.items() if k != "input"}
+    config["stages"] = {"intake": PIPELINE["stages"]["intake"]}
+
+    result = invoke("plan", write_pipeline(tmp_path, config), "--format", "json")
+
+    assert orjson.loads(result.stdout)["stages"][0]["key"] == {"by": "record_id", "key_field": None}
