@@ -90,6 +90,12 @@ class Rule(ABC, Generic[P]):
         records are partitioned by them); None for a rule that remembers nothing."""
         return None
 
+    def state_names(self) -> tuple[str, ...] | None:
+        """The names of the running values this rule puts in its result's
+        ``details["state"]`` (CEL reads them as ``state.<rule id>.<name>``); None when it
+        puts none there. Checked at load: ``state.<rule>.<other>`` is an error."""
+        return None
+
     def bind_store(self, name: str, spec: StoreSpec | None = None) -> None:
         """Told once at load which store is this rule's (its rule id), and its compiled spec."""
         self.store_name = name

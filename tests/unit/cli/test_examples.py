@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
-from example_pipelines import examples
+from example_pipelines import EXAMPLES
 
 from stream_engine.cli import main
 
@@ -26,7 +26,7 @@ def load_generator():
     return module
 
 
-@pytest.mark.parametrize("pipeline", examples())
+@pytest.mark.parametrize("pipeline", EXAMPLES)
 def test_the_cases_of_each_example_pipeline_pass(pipeline):
     result = CliRunner().invoke(
         main, ["test", f"configs/{pipeline}.yaml", f"configs/cases/{pipeline}.cases.yaml"]
@@ -53,7 +53,7 @@ MIXES = {
 }
 
 
-@pytest.mark.parametrize("pipeline", examples())
+@pytest.mark.parametrize("pipeline", EXAMPLES)
 def test_the_samples_are_decided_in_the_documented_mix(pipeline):
     expected = Counter()
     for _, count, _, status, stage in getattr(load_generator(), MIXES[pipeline]):

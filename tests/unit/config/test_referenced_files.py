@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from config_helpers import base_config, errors_of, load, write
-from example_pipelines import examples
+from example_pipelines import EXAMPLES
 
 from stream_engine.cli import main
 from stream_engine.config.compiled import SAMPLES_FILE, TOPICS_FILE
@@ -77,7 +77,7 @@ def test_a_pipeline_that_names_no_files_has_none(tmp_path):
     assert load(tmp_path, base_config()).files == {}
 
 
-@pytest.mark.parametrize("name", examples())
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_the_example_pipelines_read_only_their_own_directory(name):
     root = Path(__file__).resolve().parents[3] / "configs"
     pipeline = load_pipeline(root / f"{name}.yaml", environ={})
