@@ -301,8 +301,18 @@ def _envelope_of(value: bytes) -> dict[str, Any] | None:
     return None
 
 
+def stage_key(plan: PipelinePlan, stage: StagePlan) -> dict[str, Any]:
+    """What a stage's records are keyed, and so partitioned, by: the key fields of its
+    stores (``hashed`` when they hold PII: stores and keys carry a hash of the values), or
+    for a stage that keeps no state the record id (read from ``input.key_field``, if set)."""
+    if stage.key_fields is None:
+        return {"by": "record_id", "key_field": plan.key_field}
+    return {"by": "fields", "fields": list(stage.key_fields), "hashed": stage.stores[0].hashed}
+
+
 def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict[str, Any]]:
-    """One row per stage: options, rule levels and the topic it consumes."""
+    """One row per stage: options, rule levels, the topic it consumes, what its records are
+    keyed by, and the stores of its stateful rules with their changelog topics."""
     topics = topics or default_topic_names(plan)
     rows = []
     for stage in plan.stages:
@@ -317,6 +327,11 @@ def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict
                 "condition": stage.condition.source if stage.condition else None,
                 "levels": [[spec.rule_id for spec in level] for level in stage.levels],
                 "topic": topics.stage_inputs.get(stage.name),
+                "key": stage_key(plan, stage),
+                "stores": [
+                    {"rule": store.name, "changelog": topics.changelog(stage.name, store.name)}
+                    for store in stage.stores
+                ],
             }
         )
     return rows
