@@ -385,6 +385,12 @@ def cost(rates: list[Rate], variant: str, keys: str) -> float | None:
     return None if base is None or other is None else 1 - other / base
 
 
+def added(rates: list[Rate], rate: Rate) -> float:
+    """The CPU µs per record a variant adds to the plain stage."""
+    plain = next(r for r in rates if r.variant == "plain" and r.keys == rate.keys)
+    return (rate.best_s / rate.records - plain.best_s / plain.records) * 1e6
+
+
 def tables(
     console: Console, rates: list[Rate], restored: list[Restore], velocity: str
 ) -> list[str]:
@@ -398,7 +404,7 @@ def tables(
             table.add_row(
                 r.keys, r.variant if r.variant != "plain" else "(no Velocity)", f"{r.records}",
                 f"{r.per_s:,.0f}", f"{r.best_s / r.records * 1e6:.1f}", f"{r.wall_per_s:,.0f}",
-                "" if lost is None else f"{lost:.0%}", f"{r.changes}",
+                "" if lost is None else f"{lost:.0%} (+{added(rates, r):.0f} µs)", f"{r.changes}",
             )  # fmt: skip
         console.print(table)
     if restored:

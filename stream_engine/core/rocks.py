@@ -57,6 +57,10 @@ WRITE_BUFFERS_BYTES = 256 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 #: One store's memtable.
 WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+#: The values of recently used keys a store keeps decoded (their JSON's size, at most), so
+#: a hot key is not read back and parsed from RocksDB for every record.
+RECENT_BYTES = 1024 * 1024
+RECENT_KEYS = 256
 
 
 class StateStoreError(StreamEngineError):
@@ -107,7 +111,7 @@ class RocksShared:
 class RocksStore(Store):
     """One partition of one rule's state in a RocksDB database of its own (see the module)."""
 
-    __slots__ = ("_count", "_db", "_shared", "home", "path")
+    __slots__ = ("_count", "_db", "_recent", "_recent_bytes", "_shared", "home", "path")
 
     def __init__(self, home: Path, shared: RocksShared | None = None) -> None:
         #: Where the database belongs; ``path`` is where it is (beside it if that is taken).
@@ -117,6 +121,10 @@ class RocksStore(Store):
         self._db = self._open()
         #: Keys held: 0 on open (the database starts empty), kept by ``put`` and ``delete``.
         self._count = 0
+        #: key -> (value, its expiry stamp, its JSON's size) of recently used keys, oldest
+        #: use first: what RocksDB holds, decoded (write-through).
+        self._recent: dict[str, tuple[Any, bytes, int]] = {}
+        self._recent_bytes = 0
 
     def _open(self) -> Rdict:
         """A fresh, empty database at ``home``; beside it when another process (a worker
@@ -146,32 +154,67 @@ class RocksStore(Store):
         return db
 
     def get(self, key: str) -> Any | None:
+        recent = self._recent.pop(key, None)
+        if recent is not None:
+            self._recent[key] = recent
+            return recent[0]
         raw = self._db.get(_DATA + _raw(key))
-        return None if raw is None else orjson.loads(memoryview(raw)[_DIGITS:])
+        if raw is None:
+            return None
+        value = orjson.loads(memoryview(raw)[_DIGITS:])
+        self._remember(key, value, raw[:_DIGITS], len(raw))
+        return value
 
     def put(self, key: str, value: Any, expires_ms: int) -> None:
         name = _raw(key)
         stamp = _stamp(expires_ms)
-        old = self._db.get(_DATA + name)
+        old = self._stamp_of(key, name)
         batch = WriteBatch(raw_mode=True)
         if old is None:
             self._count += 1
-        elif old[:_DIGITS] != stamp:
-            batch.delete(_INDEX + old[:_DIGITS] + b":" + name)
-        batch.put(_DATA + name, stamp + orjson.dumps(value))
+        elif old != stamp:
+            batch.delete(_INDEX + old + b":" + name)
+        encoded = orjson.dumps(value)
+        batch.put(_DATA + name, stamp + encoded)
         batch.put(_INDEX + stamp + b":" + name, b"")
         self._db.write(batch, self._shared.write)
+        self._remember(key, value, stamp, len(encoded))
 
     def delete(self, key: str) -> None:
         name = _raw(key)
-        old = self._db.get(_DATA + name)
+        old = self._stamp_of(key, name)
         if old is None:
             return
+        self._forget(key)
         batch = WriteBatch(raw_mode=True)
         batch.delete(_DATA + name)
-        batch.delete(_INDEX + old[:_DIGITS] + b":" + name)
+        batch.delete(_INDEX + old + b":" + name)
         self._db.write(batch, self._shared.write)
         self._count -= 1
+
+    def _stamp_of(self, key: str, name: bytes) -> bytes | None:
+        """The expiry stamp ``key`` is indexed under, None when it is not held."""
+        recent = self._recent.get(key)
+        if recent is not None:
+            return recent[1]
+        raw = self._db.get(_DATA + name)
+        return None if raw is None else raw[:_DIGITS]
+
+    def _remember(self, key: str, value: Any, stamp: bytes, size: int) -> None:
+        """Keep ``key``'s value decoded as its latest use; the oldest uses go past the bounds."""
+        self._forget(key)
+        if size > RECENT_BYTES:
+            return
+        self._recent[key] = (value, stamp, size)
+        self._recent_bytes += size
+        recent = self._recent
+        while self._recent_bytes > RECENT_BYTES or len(recent) > RECENT_KEYS:
+            self._recent_bytes -= recent.pop(next(iter(recent)))[2]
+
+    def _forget(self, key: str) -> None:
+        recent = self._recent.pop(key, None)
+        if recent is not None:
+            self._recent_bytes -= recent[2]
 
     def expired(self, now_ms: int, limit: int) -> list[str]:
         end = _INDEX + _stamp(now_ms) + b";"  # past every index key expiring at or before now
@@ -190,6 +233,8 @@ class RocksStore(Store):
         return self._count
 
     def clear(self) -> None:
+        self._recent.clear()
+        self._recent_bytes = 0
         self._db.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self._db = self._open()

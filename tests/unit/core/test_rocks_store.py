@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from stream_engine.core.rocks import (
+    RECENT_BYTES,
+    RECENT_KEYS,
     RocksStore,
     StateStoreError,
     configured_stores,
@@ -135,6 +137,26 @@ def test_expiries_past_what_the_index_holds_are_clamped_in_order(tmp_path: Path)
     store.put("before", 1, -5)
     assert store.expired(0, 10) == ["before"]
     assert store.expired(10**18, 10) == ["before", "never"]
+    store.close()
+
+
+def test_keys_past_the_recent_values_kept_decoded_are_read_and_rewritten_from_disk(
+    tmp_path: Path,
+):
+    store = RocksStore(tmp_path / "db")
+    big = ["x" * 100] * (RECENT_BYTES // 100)
+    store.put("big", big, 10)
+    keys = [f"k{i}" for i in range(RECENT_KEYS + 10)]
+    for key in keys:
+        store.put(key, {"k": key}, 100)
+    store.put("big", big, 500)
+    store.put("k0", {"k": "again"}, 400)
+    store.delete("k1")
+    assert (store.get("big"), store.get("k0"), store.get("k1")) == (big, {"k": "again"}, None)
+    assert store.get(keys[-1]) == {"k": keys[-1]}
+    assert store.expired(10, 10) == []
+    assert store.expired(450, 1000)[-1] == "k0"
+    assert len(store.expired(1000, 1000)) == len(keys) == len(store)
     store.close()
 
 
