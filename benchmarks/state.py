@@ -15,7 +15,8 @@ too. Variants: ``plain`` (no state), and with a ``Velocity`` rule (``key: accoun
 max_count: 5``) keeping its state in memory or in RocksDB. Keys: ``distinct`` (every record
 its own account: N keys) or ``hot`` (one account; its window holds up to ``max_entries``,
 1000, entries, rewritten by every record: the worst case the rule bounds). Record times are
-1 ms apart.
+``--spacing-ms`` apart (default 1: a key outlives 600000 records, so only longer runs also
+pay for expiring keys - the sweep, and a tombstone per key in the changelog).
 
 Until ``Velocity`` is registered (stream_engine/rules/stateful.py), a stand-in of the same
 shape defined here is used (``BenchVelocity``: entries ``[t_ms, identity, null]`` per key,
@@ -177,12 +178,17 @@ def records(count: int, keys: str) -> Iterator[dict[str, Any]]:
 
 
 async def checks_input(
-    pipeline: CompiledPipeline, auth: EnvelopeAuth, count: int, keys: str, batch: int
+    pipeline: CompiledPipeline,
+    auth: EnvelopeAuth,
+    count: int,
+    keys: str,
+    batch: int,
+    spacing_ms: int,
 ) -> list[list[Incoming]]:
     """The batches ``checks`` consumes: ``intake``'s output, partitioned by account."""
     topics = pipeline_topics(pipeline)
     intake = StageProcessor(pipeline, pipeline.plan.stage("intake"), topics, "bench", auth)
-    start_ms = int(time.time() * 1000) - count
+    start_ms = int(time.time() * 1000) - count * spacing_ms
     offsets = [0] * PARTITIONS
     out: list[Incoming] = []
     pending: list[Incoming] = []
@@ -192,7 +198,7 @@ async def checks_input(
         for sent in report.outgoing:
             assert sent.key is not None
             partition = zlib.crc32(sent.key) % PARTITIONS
-            stamp = start_ms + len(out)
+            stamp = start_ms + len(out) * spacing_ms
             out.append(
                 Incoming(
                     sent.topic,
@@ -209,7 +215,11 @@ async def checks_input(
 
     for i, record in enumerate(records(count, keys)):
         value = orjson.dumps(record)
-        pending.append(Incoming(topics.input, 0, i, start_ms + i, record["id"].encode(), value, []))
+        pending.append(
+            Incoming(
+                topics.input, 0, i, start_ms + i * spacing_ms, record["id"].encode(), value, []
+            )
+        )
         if len(pending) == batch:
             await flush()
     if pending:
@@ -279,7 +289,9 @@ async def throughput(
     for keys in args.keys_list:
         progress.update(task, what=f"{keys}: making the input")
         made = {
-            name: await checks_input(pipeline, auth, args.records, keys, args.batch)
+            name: await checks_input(
+                pipeline, auth, args.records, keys, args.batch, args.spacing_ms
+            )
             for name, pipeline in pipelines.items()
         }
         kind = {v: "plain" if v == "plain" else "stateful" for v in args.variant_list}
@@ -493,6 +505,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--records", type=int, default=30_000, help="records per run (default 30000)"
     )
+    parser.add_argument(
+        "--spacing-ms",
+        type=int,
+        default=1,
+        help="event time between records (default 1: a key lives 600000 records, so only "
+        "runs longer than that expire keys; 50 gives 12000 live keys and a steady sweep)",
+    )
     parser.add_argument("--batch", type=int, default=500, help="records per batch (default 500)")
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed runs of each, in turn; the best is kept"
@@ -512,8 +531,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scratch", type=Path, default=None, help="where RocksDB stores go")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.batch < 1 or args.repeat < 1 or args.restore_keys < 0:
-        parser.error("--records, --batch and --repeat must be at least 1")
+    if min(args.records, args.batch, args.repeat, args.spacing_ms) < 1:
+        parser.error("--records, --batch, --repeat and --spacing-ms must be at least 1")
+    if args.restore_keys < 0:
+        parser.error("--restore-keys cannot be negative")
     args.keys_list = choices(args.keys, KEYS, parser, "--keys")
     args.variant_list = choices(args.variants, VARIANTS, parser, "--variants")
     args.restore_stores = choices(
