@@ -3,7 +3,8 @@ pipeline must decide about it, so the people who own the rules can test them wit
 
 Every case runs on a pipeline compiled for it alone (fresh services, circuit breakers and
 state), through ``OfflineEvaluator`` - what ``eval`` runs. A case may fix the decision time
-(``now``) and stand in for services (``services``): answer a given response, fail, or time out.
+(``now``), stand in for services (``services``): answer a given response, fail, or time out,
+and give earlier records (``history``), decided first, so stateful rules remember them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from stream_engine.config.loader import EffectiveConfig
 from stream_engine.config.source import PathKey, Source, format_location, read_source
 from stream_engine.core.outcome import Outcome, Route, Status
 from stream_engine.core.registry import Registry
-from stream_engine.errors import ConfigError, ConfigErrors
+from stream_engine.errors import ConfigError, ConfigErrors, StreamEngineError
 from stream_engine.offline import OfflineEvaluator
 from stream_engine.rules import RULES
 from stream_engine.services.standin import STAND_IN_CLASS, StandInParams, case_registry
@@ -95,6 +96,9 @@ class Case(BaseModel):
 
     name: str
     input: dict[str, Any]
+    #: Earlier records, decided in order before ``input`` through the same pipeline, so its
+    #: stateful rules (and circuit breakers) have seen them; their decisions are not checked.
+    history: list[dict[str, Any]] = Field(default_factory=list)
     stage: str | None = None
     now: AwareDatetime | None = None
     services: dict[str, StandInParams] = Field(default_factory=dict)
@@ -370,6 +374,20 @@ async def run_case(
 ) -> dict[str, Any]:
     """``case``'s answer from a pipeline compiled for it alone: its decision, or with
     ``stage`` that stage's result, as ``eval`` prints them."""
+    answers = await case_answers(effective, case, now, registry, allow_outside)
+    return answers[-1]
+
+
+async def case_answers(
+    effective: EffectiveConfig,
+    case: Case,
+    now: datetime | None = None,
+    registry: Registry[Any] | None = None,
+    allow_outside: bool = False,
+) -> list[dict[str, Any]]:
+    """The answers to ``case``'s history records, in order, then to its input: all decided
+    by one evaluator of a pipeline compiled for the case alone, so the state its history
+    builds is the state the input is decided with, and no other case's."""
     pipeline = compile_pipeline(
         with_stand_ins(effective, case.services),
         RULES,
@@ -378,14 +396,34 @@ async def run_case(
     )
     try:
         evaluator = OfflineEvaluator(pipeline, clock=_clock(case.now or now))
-        record = dict(case.input)
+        records = [*map(dict, case.history), dict(case.input)]
         if case.stage is not None:
-            answers = [a async for a in evaluator.stage_results(case.stage, [record])]
+            answers = [a async for a in evaluator.stage_results(case.stage, records)]
         else:
-            answers = [d async for d in evaluator.decisions([record])]
-        return answers[0]
+            answers = [d async for d in evaluator.decisions(records)]
+        if len(answers) != len(records):  # every line gets an answer; a bug otherwise
+            raise StreamEngineError(f"{len(records)} records, but {len(answers)} answers")
+        return answers
     finally:
         await pipeline.close()
+
+
+def history_notes(answers: list[dict[str, Any]]) -> list[str]:
+    """What went wrong with a case's history (all its answers but the last): each record
+    that dead-lettered, with its reason - shown when the case fails, as its likely cause."""
+    notes = []
+    for i, answer in enumerate(answers[:-1]):
+        dead = (
+            answer.get("status") == Status.DEAD_LETTER or answer.get("route") == Route.DEAD_LETTER
+        )
+        if dead:
+            letter = answer.get("dead_letter") or {}
+            rule = f" by {letter['rule']}" if letter.get("rule") else ""
+            why = letter.get("message") or "; ".join(answer.get("reasons") or [])
+            notes.append(
+                f"history[{i}] was dead-lettered{rule}: {letter.get('reason', '?')}: {why}"
+            )
+    return notes
 
 
 async def run_cases(
@@ -398,6 +436,9 @@ async def run_cases(
     stage_names = list(pipeline.config.stages)
     out = []
     for case in cases.cases:
-        answer = await run_case(pipeline.effective, case, cases.now, registry, allow_outside)
-        out.append(CaseResult(case.name, compare(case.expect, answer, stage_names)))
+        answers = await case_answers(pipeline.effective, case, cases.now, registry, allow_outside)
+        failures = compare(case.expect, answers[-1], stage_names)
+        if failures:
+            failures += history_notes(answers)
+        out.append(CaseResult(case.name, failures))
     return out

@@ -89,3 +89,12 @@ class InputFileError(StreamEngineError):
 
 class BrokerError(StreamEngineError):
     """The Kafka cluster cannot be reached or refused a request; the message says which."""
+
+
+class StateUnavailableError(RuleEvaluationError):
+    """A rule that remembers across records was run without its store (no ``StoreView``, or
+    not the store it was bound to): it cannot decide without state."""
+
+
+class EventTimeError(RuleEvaluationError):
+    """A record's event time is missing or not a time a stateful rule can place it at."""

@@ -12,6 +12,7 @@ import orjson
 from stream_engine.core.outcome import DeadLetterReason, Route, Status
 from stream_engine.core.plan import PipelinePlan, StagePlan
 from stream_engine.core.state import iso_time
+from stream_engine.core.stores import memory_stores
 from stream_engine.errors import ConfigError
 from stream_engine.runtime.cluster.topic_names import TopicNames, default_topic_names, topic_names
 from stream_engine.runtime.stage.codec import DLQ_PREFIX, Headers, Incoming, Rejected, record_key
@@ -66,8 +67,11 @@ class OfflineEvaluator:
         self.topics = topic_names(pipeline.plan, pipeline.config.topics.names)
         #: Signs and verifies the envelopes between the stages, as the workers' keys do.
         self.auth = EnvelopeAuth.session() if pipeline.config.runtime.envelope_auth else None
+        #: State in memory whatever ``state.store`` says: an evaluation leaves no files.
         self.processors = {
-            stage.name: StageProcessor(pipeline, stage, self.topics, "eval", self.auth, clock)
+            stage.name: StageProcessor(
+                pipeline, stage, self.topics, "eval", self.auth, clock, stores=memory_stores
+            )
             for stage in pipeline.plan.active_stages
         }
         self._stage_topics = frozenset(self.topics.stage_inputs.values())
@@ -297,8 +301,18 @@ def _envelope_of(value: bytes) -> dict[str, Any] | None:
     return None
 
 
+def stage_key(plan: PipelinePlan, stage: StagePlan) -> dict[str, Any]:
+    """What a stage's records are keyed, and so partitioned, by: the key fields of its
+    stores (``hashed`` when they hold PII: stores and keys carry a hash of the values), or
+    for a stage that keeps no state the record id (read from ``input.key_field``, if set)."""
+    if stage.key_fields is None:
+        return {"by": "record_id", "key_field": plan.key_field}
+    return {"by": "fields", "fields": list(stage.key_fields), "hashed": stage.stores[0].hashed}
+
+
 def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict[str, Any]]:
-    """One row per stage: options, rule levels and the topic it consumes."""
+    """One row per stage: options, rule levels, the topic it consumes, what its records are
+    keyed by, and the stores of its stateful rules with their changelog topics."""
     topics = topics or default_topic_names(plan)
     rows = []
     for stage in plan.stages:
@@ -313,6 +327,11 @@ def plan_rows(plan: PipelinePlan, topics: TopicNames | None = None) -> list[dict
                 "condition": stage.condition.source if stage.condition else None,
                 "levels": [[spec.rule_id for spec in level] for level in stage.levels],
                 "topic": topics.stage_inputs.get(stage.name),
+                "key": stage_key(plan, stage),
+                "stores": [
+                    {"rule": store.name, "changelog": topics.changelog(stage.name, store.name)}
+                    for store in stage.stores
+                ],
             }
         )
     return rows

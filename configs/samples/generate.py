@@ -1,7 +1,7 @@
 """Write the synthetic sample records of the example pipelines, with a known mix of good and
 bad ones. Standard library only, and deterministic: the same files, byte for byte, on every run.
 
-    python configs/samples/generate.py            # write both .jsonl files
+    python configs/samples/generate.py            # write the .jsonl files
     python configs/samples/generate.py --check    # also run `stream-engine eval` over them and
                                                   # print, per category, what was decided
 
@@ -22,6 +22,7 @@ import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -579,6 +580,201 @@ LEAD_RULES = {
 }
 
 
+# -- card screening --------------------------------------------------------------------------
+#
+# A timeline, not a shuffle: the velocity stage judges each card by its earlier transactions,
+# so the file is six hours of transactions in the order they are published. Scenario cards
+# (bursts, merchant sprays, big spenders) are used by nothing else; the pool's cards never
+# make more than one transaction in 15 minutes, 400 at most each, so they trip no rule.
+
+#: The timeline starts here (UTC); every transaction's timestamp is a whole second after it.
+CARD_EPOCH = 1_793_865_600  # 2026-11-05T08:00:00Z
+CARD_HOURS = 6
+CURRENCIES = ["USD", "USD", "USD", "USD", "EUR", "GBP", "CAD"]
+BAD_CURRENCIES = ["usd", "XXX", "BTC", "US$", "DOGE", "EURO", "dollars"]
+CHANNELS = ["pos", "pos", "contactless", "ecommerce"]
+MCCS = ["5411", "5812", "5541", "5999", "4121", "5732", "5311", "7011"]
+
+
+def card_id(g: Gen) -> str:
+    return "card_" + "".join(g.pick(list("0123456789abcdef")) for _ in range(16))
+
+
+def merchant(g: Gen) -> str:
+    return f"MER-{g.rng.randint(1, 99999):05d}"
+
+
+def stamp(minute: float) -> str:
+    """The timeline's ``minute`` as ISO text (whole seconds, UTC)."""
+    moment = datetime.fromtimestamp(CARD_EPOCH + round(minute * 60), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def transaction(g: Gen, card: str, minute: float, **overrides: Any) -> Record:
+    """A valid transaction of ``card`` at ``minute``; its id is given once the file's order is
+    known (``card_timeline``)."""
+    record: Record = {
+        "transaction_id": None,
+        "card_id": card,
+        "amount": round(g.rng.uniform(5, 400), 2),
+        "currency": g.pick(CURRENCIES),
+        "merchant_id": merchant(g),
+        "mcc": g.pick(MCCS),
+        "channel": g.pick(CHANNELS),
+        "timestamp": stamp(minute),
+    }
+    record.update(overrides)
+    return record
+
+
+def missing_card_field(g: Gen, record: Record) -> None:
+    name = str(g.pick(["card_id", "amount", "currency", "merchant_id", "timestamp"]))
+    how = g.rng.random()
+    if how < 0.6:
+        del record[name]
+    else:
+        record[name] = None if how < 0.8 else ""
+
+
+def not_positive(g: Gen, record: Record) -> None:
+    record["amount"] = g.pick([0, 0.0, -round(g.rng.uniform(1, 500), 2)])
+
+
+def unknown_currency(g: Gen, record: Record) -> None:
+    record["currency"] = g.pick(BAD_CURRENCIES)
+
+
+def bad_card_id(g: Gen, record: Record) -> None:
+    good = str(record["card_id"])
+    record["card_id"] = g.pick(
+        [good.upper(), good[:-1], good + "0", good.replace("card_", "card-"), "4111111111111111"]
+    )
+
+
+#: (category, how many, maker or None when the timeline makes it, expected status, stage)
+CARD_MIX: list[tuple[str, int, Any, str, str]] = [
+    ("valid transaction", 235, None, "approved", "velocity"),
+    ("a card's 4th transaction in 10 minutes", 6, None, "review", "velocity"),
+    ("a card's 6th merchant in an hour", 5, None, "review", "velocity"),
+    ("over 5,000 on one card in an hour", 6, None, "review", "velocity"),
+    ("a transaction published again", 12, None, "rejected", "screening"),
+    ("missing required field", 9, missing_card_field, "rejected", "screening"),
+    ("amount zero or negative", 9, not_positive, "rejected", "screening"),
+    ("currency not accepted", 9, unknown_currency, "rejected", "screening"),
+    ("card_id not a card token", 9, bad_card_id, "rejected", "screening"),
+]
+
+CARD_RULES = {
+    "valid transaction": "",
+    "a card's 4th transaction in 10 minutes": "card_velocity",
+    "a card's 6th merchant in an hour": "merchant_spread",
+    "over 5,000 on one card in an hour": "hourly_spend_limit",
+    "a transaction published again": "duplicate_transaction",
+    "missing required field": "required_fields",
+    "amount zero or negative": "amount_positive",
+    "currency not accepted": "currency_accepted",
+    "card_id not a card token": "card_id_format",
+}
+
+#: The pool: this many cards with five transactions each, and the rest with four.
+POOL_CARDS = 40
+POOL_OF_FIVE = 26
+
+
+class Timeline:
+    """Transactions with their category (an index in CARD_MIX) and the minute each is
+    published (a republished one long after its timestamp)."""
+
+    def __init__(self, g: Gen) -> None:
+        self.g = g
+        self.items: list[tuple[float, int, Record]] = []
+
+    def add(self, minute: float, category: int, record: Record) -> Record:
+        self.items.append((minute, category, record))
+        return record
+
+    def minute(self, span: float = 0) -> float:
+        """A random minute of the timeline that leaves ``span`` minutes after it."""
+        return self.g.rng.uniform(0, CARD_HOURS * 60 - span)
+
+    def pool(self) -> list[tuple[float, Record]]:
+        """The pool's transactions (category 0), at least 15 minutes apart per card."""
+        made = []
+        for i in range(POOL_CARDS):
+            card = card_id(self.g)
+            usual = [merchant(self.g) for _ in range(3)]
+            steps = [self.g.rng.uniform(15, 85) for _ in range(4 if i < POOL_OF_FIVE else 3)]
+            at = self.minute(sum(steps))
+            for step in [0.0, *steps]:
+                at += step
+                shop = self.g.pick(usual) if self.g.chance(0.8) else merchant(self.g)
+                made.append((at, self.add(at, 0, transaction(self.g, card, at, merchant_id=shop))))
+        return made
+
+    def bursts(self, count: int) -> None:
+        """Three transactions within 3 minutes, and a fourth within 10 of the first."""
+        for _ in range(count):
+            card, at = card_id(self.g), self.minute(10)
+            for offset in (0, 1.5, 3):
+                self.add(at + offset, 0, transaction(self.g, card, at + offset))
+            fourth = at + self.g.rng.uniform(4, 8)
+            self.add(fourth, 1, transaction(self.g, card, fourth))
+
+    def sprays(self, count: int) -> None:
+        """Six merchants, eleven minutes apart: the sixth is one too many in an hour."""
+        for _ in range(count):
+            card, at = card_id(self.g), self.minute(56)
+            for k in range(6):
+                self.add(at + 11 * k, 2 if k == 5 else 0, transaction(self.g, card, at + 11 * k))
+
+    def big_spenders(self, count: int) -> None:
+        """Two purchases of 2,500 to 3,000 within the hour."""
+        for _ in range(count):
+            card, at = card_id(self.g), self.minute(50)
+            for k, gap in enumerate((0, self.g.rng.uniform(15, 50))):
+                amount = round(self.g.rng.uniform(2500, 3000), 2)
+                record = transaction(self.g, card, at + gap, amount=amount)
+                self.add(at + gap, 3 if k else 0, record)
+
+    def republished(self, made: list[tuple[float, Record]], count: int) -> None:
+        """Pool transactions published again, 3 minutes to 2 hours later, unchanged."""
+        for at, record in self.g.rng.sample(made, count):
+            self.add(at + self.g.rng.uniform(3, 120), 4, record)
+
+    def refused(self) -> None:
+        """Transactions the record checks refuse, each on a card of its own."""
+        for category, (_, count, spoil, _, _) in enumerate(CARD_MIX):
+            if spoil is None:
+                continue
+            for _ in range(count):
+                at = self.minute()
+                record = transaction(self.g, card_id(self.g), at)
+                spoil(self.g, record)
+                self.add(at, category, record)
+
+
+def card_timeline(seed: int) -> list[tuple[int, Record]]:
+    """Every card transaction with its category, in the order they are published, numbered
+    in that order (a republished one keeps the number it was first published with)."""
+    g = Gen(seed)
+    line = Timeline(g)
+    made = line.pool()
+    line.bursts(6)
+    line.sprays(5)
+    line.big_spenders(6)
+    line.republished(made, 12)
+    line.refused()
+    ordered = sorted(line.items, key=lambda item: item[0])  # stable: ties keep their order
+    number = 0
+    out = []
+    for _, category, record in ordered:
+        if record["transaction_id"] is None:
+            number += 1
+            record["transaction_id"] = f"TX-2026-{number:06d}"
+        out.append((category, dict(record)))
+    return out
+
+
 # -- files -----------------------------------------------------------------------------------
 
 
@@ -589,10 +785,18 @@ def categories(mix: list[tuple[str, int, Maker, str, str]], seed: int) -> list[i
     return order
 
 
-def build(mix: list[tuple[str, int, Maker, str, str]], seed: int) -> list[Record]:
-    """Every record of a mix, shuffled deterministically, numbered in file order."""
+def labelled(mix: list[tuple[str, int, Any, str, str]], seed: int) -> list[tuple[int, Record]]:
+    """Every record of a mix with the index of its category, in file order: shuffled
+    deterministically and numbered in that order, or for the card mix, a timeline."""
+    if mix is CARD_MIX:
+        return card_timeline(seed)
     g = Gen(seed)
-    return [mix[i][2](g, number) for number, i in enumerate(categories(mix, seed), 1)]
+    return [(i, mix[i][2](g, number)) for number, i in enumerate(categories(mix, seed), 1)]
+
+
+def build(mix: list[tuple[str, int, Any, str, str]], seed: int) -> list[Record]:
+    """Every record of a mix, in file order."""
+    return [record for _, record in labelled(mix, seed)]
 
 
 def write(path: Path, records: list[Record]) -> None:
@@ -603,10 +807,11 @@ def write(path: Path, records: list[Record]) -> None:
 PIPELINES = [
     ("customer_onboarding", ONBOARDING_MIX, ONBOARDING_RULES, 2026),
     ("lead_enrichment", LEAD_MIX, LEAD_RULES, 2027),
+    ("card_screening", CARD_MIX, CARD_RULES, 2028),
 ]
 
 
-def check(name: str, mix: list[tuple[str, int, Maker, str, str]], rules: dict[str, str]) -> bool:
+def check(name: str, mix: list[tuple[str, int, Any, str, str]], rules: dict[str, str]) -> bool:
     """Run ``stream-engine eval`` over a sample file; print, per category, the decisions seen;
     True when every record was decided as its category says."""
     seed = next(s for n, _, _, s in PIPELINES if n == name)
@@ -619,7 +824,8 @@ def check(name: str, mix: list[tuple[str, int, Maker, str, str]], rules: dict[st
     ).stdout
     decisions = [json.loads(line) for line in out.splitlines()]
     seen: dict[int, Counter[tuple[str, str, str]]] = {i: Counter() for i in range(len(mix))}
-    for i, decision in zip(categories(mix, seed), decisions, strict=True):
+    order = [i for i, _ in labelled(mix, seed)]
+    for i, decision in zip(order, decisions, strict=True):
         failed = sorted(r for rs in decision["failed_rules"].values() for r in rs)
         why = ",".join(r for r in failed if r != "normalize_address")  # on_fail: continue
         if not why and decision["reasons"]:

@@ -186,10 +186,12 @@ def _test_epilog() -> str:
     return (
         "\b\nCases file (YAML): environment (overlay to load), description, now (default\n"
         "decision time, ISO-8601 with a zone), cases (a list).\n"
-        "\b\nA case: name, input (the record), stage (run that stage alone), now (its decision\n"
-        "time), services (name -> its answer for this case: a mapping such as {verified:\n"
-        'false}, or {answer: {...}}, {error: "text"} to fail, {timeout: true} to time out),\n'
-        "expect. Each case runs on a freshly compiled pipeline (new services, breakers, state).\n"
+        "\b\nA case: name, input (the record), history (earlier records, decided in order\n"
+        "before input and not checked, so stateful rules remember them), stage (run that stage\n"
+        "alone), now (its decision time), services (name -> its answer for this case: a\n"
+        'mapping such as {verified: false}, or {answer: {...}}, {error: "text"} to fail,\n'
+        "{timeout: true} to time out), expect. Each case runs on a freshly compiled pipeline\n"
+        "(new services, breakers, state).\n"
         f"\b\nexpect keys (each optional; only what is given is checked):\n{expect}\n"
         "\b\nA stage, rule or service name the pipeline does not define is an error of the file."
     )

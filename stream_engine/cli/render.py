@@ -32,14 +32,19 @@ def write_json(value: object) -> None:
 
 
 def print_plan(pipeline: CompiledPipeline, topics: TopicNames) -> None:
-    """``plan``'s table: each stage's options, levels and topic; then outputs and policies."""
+    """``plan``'s table: each stage's options, levels, topic and - when some stage keeps
+    state - what its records are keyed by and its stores (else one line says every stage is
+    keyed by the record id); then outputs and policies."""
     from stream_engine.offline import plan_rows
 
     compiled = pipeline.plan
+    rows = plan_rows(compiled, topics)
+    keyed = any(row["stores"] for row in rows)
     table = Table(title=f"{compiled.name} {compiled.version} (hash {compiled.config_hash})")
-    for column in ("stage", "options", "levels (rules)", "consumes"):
+    columns = ["stage", "options", "levels (rules)", "consumes"]
+    for column in [*columns, "key and state"] if keyed else columns:
         table.add_column(column, overflow="fold")
-    for row in plan_rows(compiled, topics):
+    for row in rows:
         options = [
             "enabled" if row["enabled"] else "[red]disabled[/red]",
             "fail_fast" if row["fail_fast"] else "collect",
@@ -50,8 +55,13 @@ def print_plan(pipeline: CompiledPipeline, topics: TopicNames) -> None:
         if row["condition"]:
             options.append(f"if {row['condition']}")
         levels = "\n".join(f"{i}: {', '.join(level)}" for i, level in enumerate(row["levels"]))
-        table.add_row(row["stage"], "\n".join(options), levels, row["topic"] or "-")
+        cells = [row["stage"], "\n".join(options), levels, row["topic"] or "-"]
+        table.add_row(*cells, *([_key_cell(row)] if keyed else []))
     out.print(table)
+    if not keyed and rows:
+        out.print(
+            f"keys: every stage's records are keyed by {_key_cell(rows[0])}: none keeps state"
+        )
     out.print(
         f"outputs: decisions → {topics.decisions}, rejected → {topics.rejected}, "
         f"review → {topics.review}, dead letters → {topics.dlq}"
@@ -68,6 +78,19 @@ def print_plan(pipeline: CompiledPipeline, topics: TopicNames) -> None:
             " and decisions' data" if compiled.pii.mask_decisions else ""
         )
         out.print(f"pii: {', '.join(compiled.pii_fields)} {compiled.pii.mode}ed in {where}")
+
+
+def _key_cell(row: dict[str, Any]) -> str:
+    """A stage's key (``record id (input.key_field id)``, or its stores' key fields) and
+    each store with its changelog topic, one per line."""
+    key = row["key"]
+    if key["by"] == "record_id":
+        field = key["key_field"]
+        lines = [f"record id (input.key_field {field})" if field else "record id"]
+    else:
+        lines = [", ".join(key["fields"]) + (" (hashed)" if key["hashed"] else "")]
+    lines += [f"state {store['rule']} → {store['changelog']}" for store in row["stores"]]
+    return "\n".join(lines)
 
 
 def print_catalogue(kind: str, catalogue: dict[str, dict[str, Any]], fmt: str) -> None:

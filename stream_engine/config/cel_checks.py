@@ -17,9 +17,9 @@ from stream_engine.config.loader import EffectiveConfig, interpolate_cel
 from stream_engine.config.models import CEL, PipelineConfig
 from stream_engine.config.problems import Problems
 from stream_engine.config.source import PathKey, value_at
-from stream_engine.core.expr import Expression, Scope
+from stream_engine.core.expr import RESULTS, STATE, Expression, Scope
 from stream_engine.core.registry import Registry
-from stream_engine.core.rule import Placed
+from stream_engine.core.rule import Placed, Rule
 from stream_engine.errors import ConfigError, ExpressionError, RegistryError
 
 
@@ -33,15 +33,16 @@ class Earlier:
     rule: str | None
     dependencies: tuple[str, ...]
 
-    def problem(self, name: str) -> str | None:
-        """Why ``results.<name>`` has no value here, or None when it has one."""
+    def problem(self, name: str, what: str = "result") -> str | None:
+        """Why ``results.<name>`` (or ``state.<name>``: ``what`` is "state") has no value
+        here, or None when it has one."""
         found = self.index.get(name)
         if found is None:
             close = difflib.get_close_matches(name, list(self.index), n=1)
             return f"unknown rule '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
         position, stage, _ = found
         if name == self.rule:
-            return "a rule cannot read its own result"
+            return f"a rule cannot read its own {what}"
         if position > self.position:
             return f"rule '{name}' is in later stage '{stage}', which runs after this one"
         if position == self.position and self.rule is None:
@@ -49,6 +50,50 @@ class Earlier:
         if position == self.position and name not in self.dependencies:
             return f"rule '{name}' is in this stage: list it under dependencies so it runs first"
         return None
+
+
+class StateReads:
+    """The ``state.<rule>.<name>`` the pipeline's expressions read, checked once every rule
+    is built (only a built rule says what it puts in state, and an expression may read a
+    rule of its stage declared after it): the rule must put values there, that one among them.
+    """
+
+    def __init__(self) -> None:
+        #: (where, rule, name or None) of each read, in the order found.
+        self.reads: dict[tuple[PathKey, str, str | None], None] = {}
+        #: rule id → (its class name, the names it puts in state or None).
+        self.exposed: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def expose(self, rule_id: str, rule: Rule[Any]) -> None:
+        """Note what a built rule puts in state."""
+        self.exposed[rule_id] = (type(rule).__name__, rule.state_names())
+
+    def note(self, path: PathKey, rule_id: str, name: str | None) -> None:
+        """Note that the expression at ``path`` reads ``state.<rule_id>[.<name>]``."""
+        self.reads[path, rule_id, name] = None
+
+    def check(self, problems: Problems) -> None:
+        """Record an error for each read of a rule that puts nothing in state, or of a
+        name it does not put there (a rule that did not build is reported already)."""
+        for path, rule_id, name in self.reads:
+            found = self.exposed.get(rule_id)
+            if found is None:
+                continue
+            cls, names = found
+            if not names:
+                problems.error(
+                    path,
+                    f"state.{rule_id}: rule '{rule_id}' ({cls}) keeps no values in state "
+                    "(stateful rules such as Aggregate put their running values there)",
+                )
+            elif name is not None and name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.error(
+                    path,
+                    f"state.{rule_id}.{name}: rule '{rule_id}' ({cls}) keeps no value "
+                    f"'{name}' in state (it keeps: {', '.join(names)}){hint}",
+                )
 
 
 def compile_expression(problems: Problems, source: Any, path: PathKey) -> Expression | None:
@@ -64,11 +109,15 @@ def compile_expression(problems: Problems, source: Any, path: PathKey) -> Expres
 
 
 def check_expressions(
-    problems: Problems, placed: list[Placed], path: PathKey, earlier: Earlier | None = None
+    problems: Problems,
+    placed: list[Placed],
+    path: PathKey,
+    earlier: Earlier | None = None,
+    state: StateReads | None = None,
 ) -> None:
     """Check each of a rule's or service's CEL params in the scope it runs in."""
     for place, expression, scope in placed:
-        check_expression(problems, expression, scope, (*path, *place), earlier)
+        check_expression(problems, expression, scope, (*path, *place), earlier, state)
 
 
 def check_expression(
@@ -77,16 +126,30 @@ def check_expression(
     scope: Scope,
     path: PathKey,
     earlier: Earlier | None,
+    state: StateReads | None = None,
 ) -> None:
     """What would fail on every record: an unknown variable, a ``vars`` key, a function
-    called with the wrong arguments, ``results.<rule>`` for a rule that has not run."""
+    called with the wrong arguments, ``results.<rule>`` or ``state.<rule>`` for a rule that
+    has not run (what ``state.<rule>.<name>`` names is noted in ``state``, checked later)."""
     for problem in expression.problems(scope):
         problems.error(path, problem)
-    if earlier is not None and "results" in scope.variables:
-        for name in sorted(expression.keys_read("results")):
+    if earlier is None:
+        return
+    if RESULTS in scope.variables:
+        for name in sorted(expression.keys_read(RESULTS)):
             why = earlier.problem(name)
             if why is not None:
                 problems.error(path, f"results.{name}: {why}")
+    if STATE in scope.variables:
+        reads = expression.names_read(STATE)
+        for rule_id in sorted({rule_id for rule_id, _ in reads}):
+            why = earlier.problem(rule_id, STATE)
+            if why is not None:
+                problems.error(path, f"state.{rule_id}: {why}")
+            elif state is not None:
+                for read, key in reads:
+                    if read == rule_id:
+                        state.note(path, rule_id, key)
 
 
 def cel_variables(

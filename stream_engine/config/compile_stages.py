@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from stream_engine.config.cel_checks import (
     Earlier,
+    StateReads,
     check_expression,
     check_expressions,
     compile_expression,
@@ -59,6 +60,8 @@ class StageCompiler:
         self.hash_key = None if secret is None else secret.get_secret_value().encode("utf-8")
         self.key_field = top.input.key_field if top else None
         self._first = True
+        #: Each ``state.<rule>.<name>`` read, checked once every rule is built.
+        self.state_reads = StateReads()
 
     def compile(self, raw: Any) -> list[StagePlan]:
         """The plan of each stage of ``raw`` (the ``stages`` block) whose options parse."""
@@ -82,6 +85,7 @@ class StageCompiler:
             plan = self._stage(stage_name, position, body, index)
             if plan is not None:
                 plans.append(plan)
+        self.state_reads.check(self.problems)
         return plans
 
     def _stage(self, name: str, position: int, body: Any, index: RuleIndex) -> StagePlan | None:
@@ -97,7 +101,10 @@ class StageCompiler:
         condition = compile_expression(self.problems, body.get("condition"), (*path, "condition"))
         if condition is not None:
             earlier = Earlier(index, position, None, ())
-            check_expression(self.problems, condition, RECORD_SCOPE, (*path, "condition"), earlier)
+            where = (*path, "condition")
+            check_expression(
+                self.problems, condition, RECORD_SCOPE, where, earlier, self.state_reads
+            )
         specs = self._rules(name, position, body.get("rules"), index)
         if options is None:
             return None
@@ -127,9 +134,10 @@ class StageCompiler:
             fields = spec.rule.state_key()
             if fields is None:
                 continue
-            spec.rule.bind_store(spec.rule_id)
             hashed = any(self.pii_inputs.holds(f) for f in fields)
-            stores.append(StoreSpec(spec.rule_id, stage, fields, self.hash_key, hashed))
+            store = StoreSpec(spec.rule_id, stage, fields, self.hash_key, hashed)
+            spec.rule.bind_store(spec.rule_id, store)
+            stores.append(store)
         keys = {store.key_fields for store in stores}
         if len(keys) > 1:
             listed = "; ".join(f"{s.name} by {', '.join(s.key_fields)}" for s in stores)
@@ -199,7 +207,9 @@ class StageCompiler:
         earlier = Earlier(index, position, rule_id, tuple(config.dependencies))
         when = compile_expression(problems, config.when, (*path, "when"))
         if when is not None:
-            check_expression(problems, when, RECORD_SCOPE, (*path, "when"), earlier)
+            check_expression(
+                problems, when, RECORD_SCOPE, (*path, "when"), earlier, self.state_reads
+            )
         cls = problems.lookup(self.rules, config.class_, (*path, "class"))
         if cls is None:
             return None
@@ -212,7 +222,8 @@ class StageCompiler:
             names = cls.service_names(config.params)
             known_services(problems, names, self.services, self.declared_services, params)
             return None
-        check_expressions(problems, rule.expressions(), params, earlier)
+        self.state_reads.expose(rule_id, rule)
+        check_expressions(problems, rule.expressions(), params, earlier, self.state_reads)
         if not bind_services(problems, rule, self.services, self.declared_services, params):
             return None
         if not config.enabled:

@@ -105,8 +105,10 @@ def _check_hash_key(
     if key is None:
         return
     if mode == "mask":
-        problems.warnings.append("pii.hash_key: only used with pii.mode: hash")
-        return
+        problems.warnings.append(
+            "pii.hash_key: with pii.mode: mask it only hashes the PII keys of stateful rules' "
+            "stores, changelogs and partition keys"
+        )
     size = len(key.encode("utf-8"))
     if size < MIN_HASH_KEY_BYTES:
         problems.warnings.append(

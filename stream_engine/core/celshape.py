@@ -288,3 +288,28 @@ def bound_variables(source: str) -> frozenset[str]:
         and tokens[i + 3] == ("op", ",")
         and (var := tokens[i + 2][1]).isidentifier()
     )
+
+
+def selections(source: str, variable: str) -> list[tuple[str, str | None]]:
+    """Each ``variable.key`` (and ``variable.key.name``) the source reads, as ``(key, name)``
+    - ``name`` None when nothing, a method call or an index follows the key - outside
+    string literals; a use of ``variable`` without ``.key`` (``state[k]``) gives nothing."""
+    tokens = _lex(source)
+    found: list[tuple[str, str | None]] = []
+
+    def field_at(i: int) -> str | None:
+        """The identifier selected at ``tokens[i]`` (``. name``), unless a call follows."""
+        if tokens[i : i + 1] != [("op", ".")] or i + 1 >= len(tokens):
+            return None
+        kind, text = tokens[i + 1]
+        if kind != "lit" or not text.isidentifier() or tokens[i + 2 : i + 3] == [("op", "(")]:
+            return None
+        return text
+
+    for i, token in enumerate(tokens):
+        if token != ("lit", variable) or (i and tokens[i - 1] == ("op", ".")):
+            continue
+        key = field_at(i + 1)
+        if key is not None:
+            found.append((key, field_at(i + 3)))
+    return found

@@ -28,10 +28,12 @@ from stream_engine.core.celcheck import (
 from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
 from stream_engine.core.celshape import (
     Refused,
+    bound_variables,
     calls,
     check_shape,
     comprehensions,
     rename_calls,
+    selections,
     token_count,
 )
 from stream_engine.core.celstdlib import FUNCTIONS, MAX_LIST_ITEMS
@@ -44,6 +46,11 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _PRODUCERS = frozenset({"range", "split"})
 #: The variable that holds the decision time (``RuleContext.now``), where a place gives it.
 NOW = "now"
+#: The variable that holds the rules' results so far (``RuleContext.results``).
+RESULTS = "results"
+#: The variable that holds the running values of stateful rules: rule id → the
+#: ``details["state"]`` of its result (an ``Aggregate``'s aggregates), built from ``results``.
+STATE = "state"
 _RENAMED = {"timestamp": UTC_TIMESTAMP}
 
 
@@ -57,7 +64,7 @@ class Scope:
 
 
 #: What a stage condition and a rule's ``when`` see.
-RECORD_SCOPE = Scope(frozenset({"data", "results", "now"}))
+RECORD_SCOPE = Scope(frozenset({"data", RESULTS, STATE, NOW}))
 
 
 def _selected_fields(source: str, variable: str) -> frozenset[str] | None:
@@ -79,7 +86,8 @@ def _first_line(exc: BaseException) -> str:
 
 class Expression:
     """A compiled CEL expression over ``data`` (the record), ``results`` (each rule's
-    ``outcome``, ``message`` and ``details`` so far) and any extra variables a rule adds.
+    ``outcome``, ``message`` and ``details`` so far), ``state`` (the running values stateful
+    rules put in their details, ``STATE``) and any extra variables a rule adds.
     cel-go's extension functions (``lowerAscii``, ``split``, ``math.abs``...) are available;
     they are wired in only for expressions that use them, as they cost time.
 
@@ -91,7 +99,8 @@ class Expression:
     quadratic): an expression that needs the package for anything else may not use them."""
 
     __slots__ = (
-        "_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "source", "uses_now",
+        "_allowance", "_fast", "_fields", "_functions", "_loops", "_program", "_reads_results",
+        "source", "uses_now",
     )  # fmt: skip
 
     def __init__(self, source: str) -> None:
@@ -131,6 +140,9 @@ class Expression:
         }
         #: Whether the source reads ``now``: only then is the decision time handed to it.
         self.uses_now = NOW in self._fields
+        #: Whether it reads ``results`` or ``state`` (both made from the results): only then
+        #: are they looked at, so an expression that reads neither pays nothing for them.
+        self._reads_results = RESULTS in self._fields or STATE in self._fields
         self._loops = comprehensions(source)
         produced = sum(MAX_LIST_ITEMS for name, _ in calls(source) if name in _PRODUCERS)
         self._allowance = MAX_COST // token_count(source) - produced
@@ -168,6 +180,13 @@ class Expression:
         none when it reads it otherwise too (``results[name]``), which cannot be checked."""
         return self._fields.get(variable) or frozenset()
 
+    def names_read(self, variable: str) -> list[tuple[str, str | None]]:
+        """Each ``variable.key.name`` the source reads as ``(key, name)``, ``name`` None
+        when it reads the key otherwise (``state.agg``, ``state.agg[n]``)."""
+        if variable not in self._fields or variable in bound_variables(self.source):
+            return []
+        return selections(self.source, variable)
+
     def variables(self) -> list[str]:
         """Identifiers the expression references (comprehension variables included)."""
         return list(self._fields)
@@ -187,8 +206,12 @@ class Expression:
             env: dict[str, Any] = dict(extra) if extra else {}
             if data is not None:
                 env["data"] = data
-            if results is not None and "results" in self._fields:
-                env["results"] = _results(results, self._fields["results"])
+            if results is not None and self._reads_results:
+                fields = self._fields  # literal names: no global lookups on this path
+                if "results" in fields:
+                    env["results"] = _results(results, fields["results"])
+                if "state" in fields:
+                    env["state"] = _state(results, fields["state"])
             try:
                 return self._fast(env)
             except CelError as exc:
@@ -222,8 +245,8 @@ class Expression:
                     context[name] = _narrow(value, fields[name])
         if data is not None and "data" in fields:
             context["data"] = _narrow(data, fields["data"])
-        if results is not None and "results" in fields:
-            context["results"] = _results(results, fields["results"])
+        if results is not None and self._reads_results:
+            _result_variables(context, results, fields)
         if _weight(context.values(), self._allowance) > self._allowance:
             raise ExpressionError(
                 f"{self.source!r}: evaluation cost limit exceeded (more than {MAX_COST:,} "
@@ -326,6 +349,35 @@ def _results(results: Mapping[str, RuleResult], names: frozenset[str] | None) ->
         for name in (results.keys() if names is None else names)
         if (result := results.get(name)) is not None
     }
+
+
+def _state(results: Mapping[str, RuleResult], names: frozenset[str] | None) -> dict[str, Any]:
+    """``state``: each result's ``details["state"]`` (a rule's running values), for the
+    results whose details hold one; a rule without one (skipped, or not run) is not there,
+    so ``state.agg`` fails as a missing ``results`` key does, and ``has(state.agg)`` is false.
+    """
+    out: dict[str, Any] = {}
+    for name in results.keys() if names is None else names:
+        result = results.get(name)
+        if result is None:
+            continue
+        details = result.details  # a WireResult reads its wire form here
+        if details and type(value := details.get(STATE)) is dict:
+            out[name] = value
+    return out
+
+
+def _result_variables(
+    env: dict[str, Any],
+    results: Mapping[str, RuleResult],
+    fields: Mapping[str, frozenset[str] | None],
+) -> None:
+    """Put into ``env`` the variables made from the results that the source reads
+    (``results``, ``state``), each narrowed to the rules it names."""
+    if RESULTS in fields:
+        env[RESULTS] = _results(results, fields[RESULTS])
+    if STATE in fields:
+        env[STATE] = _state(results, fields[STATE])
 
 
 def _cel_message(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from stream_engine.core.expr import Expression, Scope
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import RuleResult, Verdict
 from stream_engine.core.service import Service
-from stream_engine.core.stores import StoreView
+from stream_engine.core.stores import StoreSpec, StoreView
 
 P = TypeVar("P")
 #: Where a CEL expression sits under a rule's (or service's) ``params``, and what it sees.
@@ -71,6 +71,9 @@ class Rule(ABC, Generic[P]):
         self.services: dict[str, Service] = {}
         #: The store of a stateful rule (``bind_store``); empty for the others.
         self.store_name = ""
+        #: Its compiled spec (key fields, PII hashing), so the rule keys records as the
+        #: processor partitions them; None for the others.
+        self.store_spec: StoreSpec | None = None
 
     @classmethod
     def service_names(cls, params: Mapping[str, Any]) -> dict[str, str]:
@@ -87,9 +90,16 @@ class Rule(ABC, Generic[P]):
         records are partitioned by them); None for a rule that remembers nothing."""
         return None
 
-    def bind_store(self, name: str) -> None:
-        """Told once at load which store is this rule's (its rule id)."""
+    def state_names(self) -> tuple[str, ...] | None:
+        """The names of the running values this rule puts in its result's
+        ``details["state"]`` (CEL reads them as ``state.<rule id>.<name>``); None when it
+        puts none there. Checked at load: ``state.<rule>.<other>`` is an error."""
+        return None
+
+    def bind_store(self, name: str, spec: StoreSpec | None = None) -> None:
+        """Told once at load which store is this rule's (its rule id), and its compiled spec."""
         self.store_name = name
+        self.store_spec = spec
 
     def provides(self) -> tuple[str, ...]:
         """Fields this rule writes into the record (used to order rules that require them)."""

@@ -167,7 +167,8 @@ class KeyedState:
         self.store = store
         #: The latest event time (epoch ms) this partition has seen; 0 before any.
         self.clock = 0
-        self.dirty: dict[str, bytes | None] = {}
+        #: key -> (value, expires_ms), or None for a removal.
+        self.dirty: dict[str, tuple[Any, int] | None] = {}
         self.expired_total = 0
         self.late_total = 0
 
@@ -176,7 +177,8 @@ class KeyedState:
 
     def put(self, key: str, value: Any, expires_ms: int) -> None:
         self.store.put(key, value, expires_ms)
-        self.dirty[key] = encode_entry(value, expires_ms)
+        # Encoded when drained: a key written by many records of a batch is encoded once.
+        self.dirty[key] = (value, expires_ms)
 
     def delete(self, key: str) -> None:
         self.store.delete(key)
@@ -186,7 +188,7 @@ class KeyedState:
         """Stream time moves to ``time_ms`` if that is later."""
         if time_ms > self.clock:
             self.clock = time_ms
-            self.dirty[CLOCK_KEY] = encode_entry(time_ms, 0)
+            self.dirty[CLOCK_KEY] = (time_ms, 0)
 
     def sweep(self, limit: int = SWEEP_PER_BATCH) -> int:
         """Remove up to ``limit`` keys that expired by stream time; how many went."""
@@ -199,7 +201,7 @@ class KeyedState:
     def drain(self) -> Iterator[tuple[str, bytes | None]]:
         """The changes since the last drain, the latest per key, and forget them."""
         dirty, self.dirty = self.dirty, {}
-        return iter(dirty.items())
+        return ((k, None if e is None else encode_entry(*e)) for k, e in dirty.items())
 
     def restore(self, key: str, raw: bytes | None) -> None:
         """Apply one changelog message (not recorded as a change); ValueError if malformed."""

@@ -10,6 +10,7 @@ from stream_engine.rules import (
     phone,
     score,
     service,
+    stateful,
     text,
 )
 from stream_engine.rules.base import RULES, ConfiguredRule, RuleParams, register_rule
@@ -28,5 +29,6 @@ __all__ = [
     "register_rule",
     "score",
     "service",
+    "stateful",
     "text",
 ]

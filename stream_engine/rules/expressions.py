@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from stream_engine.core.expr import NOW, Expression, Scope
+from stream_engine.core.expr import NOW, RESULTS, STATE, Expression, Scope
 from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, failed, passed
 from stream_engine.core.rule import Placed, RuleContext
@@ -22,12 +22,13 @@ from stream_engine.rules.base import (
 
 def vars_scope(constants: dict[str, Any]) -> Scope:
     """What an expression of a rule with constants sees: the record, the results so far,
-    ``vars`` with the keys it has, the decision time."""
-    return Scope(frozenset({"data", "results", "vars", NOW}), {"vars": frozenset(constants)})
+    the stateful rules' running values, ``vars`` with the keys it has, the decision time."""
+    variables = frozenset({"data", RESULTS, STATE, "vars", NOW})
+    return Scope(variables, {"vars": frozenset(constants)})
 
 
 class Check(RuleParams):
-    expr: CelSource = Field(description="a CEL condition over data, results and vars")
+    expr: CelSource = Field(description="a CEL condition over data, results, state and vars")
     message: str | None = Field(
         None, description="the text of the FAIL when it is false (default: the expression)"
     )
@@ -39,7 +40,8 @@ class Check(RuleParams):
 class CrossFieldParams(RuleParams):
     expr: CelSource | None = Field(
         None,
-        description="one CEL condition over data, results and vars; give it, checks, or both",
+        description="one CEL condition over data, results, state and vars; give it, checks, "
+        "or both",
     )
     message: str | None = Field(
         None, description="the FAIL message when expr is false (default: the expression)"
@@ -101,7 +103,7 @@ class CrossFieldCheck(ConfiguredRule[CrossFieldParams]):
 
 class DerivedFieldParams(RuleParams):
     field: str = field_param(description="the field the value is written to")
-    expr: CelSource = Field(description="the CEL expression over data, results and vars")
+    expr: CelSource = Field(description="the CEL expression over data, results, state and vars")
     vars: dict[str, Any] = Field(
         default_factory=dict, description="constants the expression reads as vars.NAME"
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from stream_engine.core.expr import NOW, Expression, Scope
+from stream_engine.core.expr import NOW, RESULTS, STATE, Expression, Scope
 from stream_engine.core.outcome import Outcome
 from stream_engine.core.records import NotJson, record_value
 from stream_engine.core.result import Verdict, complete, failed, needs_review, passed
@@ -47,7 +47,7 @@ class ServiceCheckParams(RuleParams):
     )
     pass_when: CelSource | None = Field(
         None,
-        description="CEL over response, data and results: PASS when true, else "
+        description="CEL over response, data, results and state: PASS when true, else "
         "FAIL (none: any answer PASSes)",
     )
     review_when: CelSource | None = Field(
@@ -106,7 +106,7 @@ class ServiceCheck(ConfiguredRule[ServiceCheckParams]):
         return tuple(self.params.response_fields.values())
 
     def expressions(self) -> list[Placed]:
-        scope = Scope(frozenset({"data", "results", "response", NOW}))
+        scope = Scope(frozenset({"data", RESULTS, STATE, "response", NOW}))
         named = (("pass_when", self._pass), ("review_when", self._review))
         return [
             ((param,), expression, scope)

@@ -23,8 +23,9 @@ from stream_engine.core.decision import Decision, StageOutcome
 from stream_engine.core.executor import Executor
 from stream_engine.core.outcome import STATUS_OUTPUT, DeadLetterReason, Route
 from stream_engine.core.plan import StagePlan
+from stream_engine.core.rocks import configured_stores
 from stream_engine.core.state import DeadLetter, RecordState
-from stream_engine.core.stores import StageState, StoreFactory, key_of, memory_stores
+from stream_engine.core.stores import StageState, StoreFactory, key_of
 from stream_engine.core.watchdog import WATCHDOG, Overrun
 from stream_engine.runtime.cluster.topic_names import TopicNames
 from stream_engine.runtime.stage.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``auth`` left out: the pipeline's own keys (``runtime.envelope_keys``).
+#: ``auth`` left out: the pipeline's own keys (``runtime.envelope_keys``); ``stores`` left
+#: out: the store ``state.store`` names.
 FROM_CONFIG: Any = object()
 
 
@@ -83,7 +85,7 @@ class StageProcessor:
         worker: str,
         auth: EnvelopeAuth | None = FROM_CONFIG,
         clock: Callable[[], float] = time.time,
-        stores: StoreFactory = memory_stores,
+        stores: StoreFactory = FROM_CONFIG,
     ) -> None:
         self.pipeline = pipeline
         self.stage = stage
@@ -110,6 +112,8 @@ class StageProcessor:
         #: The store key the next stage partitions its records by (None: the record id).
         self.next_key = following.stores[0] if following is not None and following.stores else None
         #: The stage's stores per input partition (empty for a stage that keeps no state).
+        if stores is FROM_CONFIG:
+            stores = configured_stores(config.state.store, config.state.path, config.pipeline)
         self.state = StageState(stage.stores, stores)
 
     async def process(self, batch: list[Incoming]) -> BatchReport:

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from example_pipelines import EXAMPLES
 
 from stream_engine.cli import main
 
@@ -25,7 +26,7 @@ def load_generator():
     return module
 
 
-@pytest.mark.parametrize("pipeline", ["customer_onboarding", "lead_enrichment"])
+@pytest.mark.parametrize("pipeline", EXAMPLES)
 def test_the_cases_of_each_example_pipeline_pass(pipeline):
     result = CliRunner().invoke(
         main, ["test", f"configs/{pipeline}.yaml", f"configs/cases/{pipeline}.cases.yaml"]
@@ -39,18 +40,23 @@ def test_the_sample_generator_reproduces_the_committed_files(tmp_path):
     for name, mix, seed in (
         ("customer_onboarding", generator.ONBOARDING_MIX, 2026),
         ("lead_enrichment", generator.LEAD_MIX, 2027),
+        ("card_screening", generator.CARD_MIX, 2028),
     ):
         generator.write(tmp_path / f"{name}.jsonl", generator.build(mix, seed))
         assert (tmp_path / f"{name}.jsonl").read_bytes() == (SAMPLES / f"{name}.jsonl").read_bytes()
 
 
-@pytest.mark.parametrize(
-    ("pipeline", "mix_name"),
-    [("customer_onboarding", "ONBOARDING_MIX"), ("lead_enrichment", "LEAD_MIX")],
-)
-def test_the_samples_are_decided_in_the_documented_mix(pipeline, mix_name):
+MIXES = {
+    "customer_onboarding": "ONBOARDING_MIX",
+    "lead_enrichment": "LEAD_MIX",
+    "card_screening": "CARD_MIX",
+}
+
+
+@pytest.mark.parametrize("pipeline", EXAMPLES)
+def test_the_samples_are_decided_in_the_documented_mix(pipeline):
     expected = Counter()
-    for _, count, _, status, stage in getattr(load_generator(), mix_name):
+    for _, count, _, status, stage in getattr(load_generator(), MIXES[pipeline]):
         expected[(status, stage)] += count
     result = CliRunner().invoke(
         main, ["eval", f"configs/{pipeline}.yaml", "--input", f"configs/samples/{pipeline}.jsonl"]

@@ -145,7 +145,7 @@ def test_the_time_zone_overloads_and_extension_methods_are_valid(tmp_path):
         (
             "stages.compliance.rules.kyc_check.params.pass_when",
             None,
-            "unknown variable 'request' (here: data, now, response, results)",
+            "unknown variable 'request' (here: data, now, response, results, state)",
         ),
     ],
 )

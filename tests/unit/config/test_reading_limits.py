@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from config_helpers import base_config, errors_of, write
+from example_pipelines import EXAMPLES
 
 from stream_engine.config import source
 from stream_engine.config.source import (
@@ -43,7 +44,7 @@ def nested(depth: int) -> str:
 
 
 def test_the_example_pipelines_are_far_inside_every_limit():
-    for name in ("customer_onboarding", "lead_enrichment"):
+    for name in EXAMPLES:
         path = ROOT / "configs" / f"{name}.yaml"
         loader = source._BoundedLoader(path.read_text(), str(path), echo=True)
         loader.get_single_node()

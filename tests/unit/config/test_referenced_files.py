@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from config_helpers import base_config, errors_of, load, write
+from example_pipelines import EXAMPLES
 
 from stream_engine.cli import main
 from stream_engine.config.compiled import SAMPLES_FILE, TOPICS_FILE
@@ -76,12 +77,12 @@ def test_a_pipeline_that_names_no_files_has_none(tmp_path):
     assert load(tmp_path, base_config()).files == {}
 
 
-def test_the_example_pipelines_read_only_their_own_directory():
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_example_pipelines_read_only_their_own_directory(name):
     root = Path(__file__).resolve().parents[3] / "configs"
-    for name in ("customer_onboarding", "lead_enrichment"):
-        pipeline = load_pipeline(root / f"{name}.yaml", environ={})
-        assert pipeline.files[TOPICS_FILE] == root / "topics" / f"{name}.yaml"
-        assert pipeline.files[SAMPLES_FILE] == root / "samples" / f"{name}.jsonl"
+    pipeline = load_pipeline(root / f"{name}.yaml", environ={})
+    assert pipeline.files[TOPICS_FILE] == root / "topics" / f"{name}.yaml"
+    assert pipeline.files[SAMPLES_FILE] == root / "samples" / f"{name}.jsonl"
 
 
 @pytest.mark.parametrize(

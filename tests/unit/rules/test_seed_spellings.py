@@ -19,6 +19,7 @@ NEEDS: dict[str, dict[str, Any]] = {
     "AcceptedValues": {"values": ["a"]},
     "DerivedField": {"expr": "1"},
     "DeterministicId": {"hash_fields": ["email"]},
+    "DistinctCount": {"key": "card", "window": "1h", "max_distinct": 3},
     "MinimumAge": {"minimum_age": 18},
     "NumericRange": {"min": 0},
     "Regex": {"pattern": "a"},
