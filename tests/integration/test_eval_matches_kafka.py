@@ -1,6 +1,7 @@
 """One path: what ``eval`` decides is what the workers decide on the broker, field by field
-apart from times, latencies and positions - for every sample record of both example
-pipelines and for hostile lines (non-finite and huge numbers, numbers sent as text, records
+apart from times, latencies and positions - for every sample record of the example
+pipelines (card_screening's velocity, merchant, spending and duplicate state included) and for
+hostile lines (non-finite and huge numbers, numbers sent as text, records
 over the size limit or nested too deep, repeated keys, odd Unicode, lines that are no
 record at all)."""
 
@@ -10,8 +11,10 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 from harness import read_outcomes, samples
 
+from stream_engine.errors import ConfigErrors
 from stream_engine.offline import OfflineEvaluator
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.cluster.topics import pipeline_topics
@@ -55,6 +58,19 @@ def hostile(base: dict[str, Any], prefix: str) -> list[bytes]:
     ]
 
 
+async def both_ways(pipeline, lines: list[bytes], kafka, running, client_for):
+    """The lines decided by ``eval`` and by workers on the broker: (answers, outcomes)."""
+    twin = load_pipeline(pipeline.effective.path)  # the same file, services of its own
+    offline = [a async for a in OfflineEvaluator(twin).decisions(lines)]
+    assert len(offline) == len(lines)
+    await running(pipeline, kafka)
+    client = await client_for(pipeline)
+    await client.publish_many(lines)
+    found = await read_outcomes(kafka, pipeline_topics(pipeline), len(lines))
+    assert len(found) == len(lines), "one outcome per line, no more"
+    return offline, found
+
+
 def comparable(answer: dict[str, Any]) -> dict[str, Any]:
     """A decision without what two runs cannot share."""
     out = {k: v for k, v in answer.items() if k not in VOLATILE}
@@ -89,14 +105,7 @@ async def compare_on_broker(base: str, make_pipeline, kafka, running, client_for
     complete = [r for r in samples(base) if {"ssn", "phone", "date_of_birth"} <= set(r)]
     lines += hostile((complete or samples(base))[0], "H")  # a record that goes far
     pipeline = make_pipeline(base, **LIMITS)
-    twin = load_pipeline(pipeline.effective.path)  # the same file, services of its own
-    offline = [a async for a in OfflineEvaluator(twin).decisions(lines)]
-    assert len(offline) == len(lines)
-    await running(pipeline, kafka)
-    client = await client_for(pipeline)
-    await client.publish_many(lines)
-    found = await read_outcomes(kafka, pipeline_topics(pipeline), len(lines))
-    assert len(found) == len(lines), "one outcome per line, no more"
+    offline, found = await both_ways(pipeline, lines, kafka, running, client_for)
 
     decided = {o.record_id: o for o in found if o.kind != "dlq"}
     letters = {o.record_id: o for o in found if o.kind == "dlq" and o.record_id}
@@ -138,3 +147,45 @@ async def test_lead_enrichment_samples_and_hostile_lines_are_decided_alike_by_ev
     statuses = await compare_on_broker("lead_enrichment", make_pipeline, kafka, running, client_for)
     assert statuses["completed"] > 0
     assert statuses["review"] > 0
+
+
+#: card_screening's topics with one input partition: the samples are a timeline, and a card's
+#: transactions reach the velocity stage in publication order only when nothing reorders them
+#: before it (over several input partitions, arrival order is the broker's, as it would be in
+#: production, and counts follow it).
+ONE_INPUT_PARTITION = """
+defaults: {partitions: 2, replication_factor: 1}
+kinds: {input: {partitions: 1}}
+"""
+
+
+async def test_card_screening_velocity_and_duplicates_are_decided_alike_by_eval_and_workers(
+    make_pipeline, kafka, running, client_for, tmp_path, driver
+):
+    (tmp_path / "one_input_partition.yaml").write_text(ONE_INPUT_PARTITION)
+    if driver == "faust":  # the faust driver keeps no state: refused at load, located
+        with pytest.raises(ConfigErrors, match=r"runtime\.driver"):
+            make_pipeline("card_screening", topics__file="one_input_partition.yaml")
+        return
+    pipeline = make_pipeline("card_screening", topics__file="one_input_partition.yaml")
+    lines = [orjson.dumps(r) for r in samples("card_screening")]
+    offline, found = await both_ways(pipeline, lines, kafka, running, client_for)
+    assert all(o.kind != "dlq" for o in found)
+    on_kafka: dict[str, list[bytes]] = {}
+    for outcome in found:
+        on_kafka.setdefault(outcome.record_id, []).append(canonical(outcome.body))
+    offline_by_id: dict[str, list[bytes]] = {}
+    for answer in offline:
+        offline_by_id.setdefault(answer["record_id"], []).append(canonical(answer))
+    assert {k: sorted(v) for k, v in on_kafka.items()} == {
+        k: sorted(v) for k, v in offline_by_id.items()
+    }
+    failed = Counter(
+        rule for a in offline for rules in a["failed_rules"].values() for rule in rules
+    )
+    for rule in ("duplicate_transaction", "card_velocity", "merchant_spread", "hourly_spend_limit"):
+        assert failed[rule] > 0, f"the samples exercise {rule}"
+
+
+def canonical(answer: dict[str, Any]) -> bytes:
+    return orjson.dumps(comparable(answer), option=orjson.OPT_SORT_KEYS)
