@@ -111,6 +111,8 @@ class StageProcessor:
         self.next_topic = None if following is None else topics.stage_inputs[following.name]
         #: The store key the next stage partitions its records by (None: the record id).
         self.next_key = following.stores[0] if following is not None and following.stores else None
+        #: Whether this stage's Kafka keys are a state key, not record ids.
+        self.keyed_by_state = bool(stage.stores) and not self.first
         #: The stage's stores per input partition (empty for a stage that keeps no state).
         if stores is FROM_CONFIG:
             stores = configured_stores(config.state.store, config.state.path, config.pipeline)
@@ -168,7 +170,16 @@ class StageProcessor:
 
     def decode(self, message: Incoming) -> RecordState | Rejected:
         """The record in a message - verified first when it comes from an earlier stage - or
-        why it cannot be one. Bounded like a rule: past the sync limit it is refused."""
+        why it cannot be one. The Kafka key of a later stage that keeps state is its state key
+        (a card id), so a message refused there names no record id rather than a wrong one."""
+        decoded = self._decode(message)
+        if isinstance(decoded, Rejected) and self.keyed_by_state and decoded.record_id:
+            return Rejected(decoded.letter, None)
+        return decoded
+
+    def _decode(self, message: Incoming) -> RecordState | Rejected:
+        """``decode`` before the record id check. Bounded like a rule: past the sync limit
+        it is refused."""
         if not self.first and self.auth is not None:
             problem = self.auth.verify(message.topic, message.value or b"", message.headers)
             if problem is not None:

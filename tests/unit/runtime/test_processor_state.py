@@ -144,3 +144,16 @@ def test_a_first_stage_keyed_by_the_record_id_is_accepted(tmp_path: Path):
     }
     pipeline = load_pipeline(write_pipeline(tmp_path, config))
     assert pipeline.plan.stage("checks").key_fields == ("id",)
+
+
+async def test_a_message_refused_by_a_keyed_stage_names_no_record_id_rather_than_its_key(
+    tmp_path: Path,
+):
+    pipeline = counting(tmp_path)
+    forged = Incoming("demo.stage.scoring", 0, 0, 0, b"C-1", b'{"record_id": "x"}', [])
+    report = await processor(pipeline, "scoring").process([forged])
+    [letter] = report.outgoing
+    headers = dict(letter.headers)
+    assert headers["dlq.reason"] == b"integrity"
+    assert headers["dlq.record_id"] == b""
+    assert letter.key == b"C-1"
