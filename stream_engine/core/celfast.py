@@ -95,7 +95,8 @@ _ESCAPES = {
     "?": "?",
 }
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)")
-_RESERVED = {
+#: Words CEL reserves: no identifier may be one.
+RESERVED = {
     "as",
     "break",
     "const",
@@ -168,7 +169,7 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
                 out.append(("lit", None))
             elif text == "in":
                 out.append(("op", "in"))
-            elif text in _RESERVED:
+            elif text in RESERVED:
                 raise Unsupported(f"reserved word {text}")
             else:
                 out.append(("ident", text))

@@ -25,7 +25,14 @@ from stream_engine.core.celcheck import (
     variable_problems,
     zone_problems,
 )
-from stream_engine.core.celfast import MAX_COST, CelError, Node, Unsupported, compile_fast
+from stream_engine.core.celfast import (
+    MAX_COST,
+    RESERVED,
+    CelError,
+    Node,
+    Unsupported,
+    compile_fast,
+)
 from stream_engine.core.celshape import (
     Refused,
     bound_variables,
@@ -42,6 +49,17 @@ from stream_engine.core.result import RuleResult
 from stream_engine.errors import ExpressionError
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_IDENT_ONLY = re.compile(_IDENT)
+#: Literals CEL reads as values, not names.
+_LITERALS = frozenset({"true", "false", "null", "in"})
+
+
+def is_cel_name(name: str) -> bool:
+    """Whether CEL can read ``name`` after a dot (``state.<rule>.<name>``): an identifier that
+    is neither a reserved word nor a literal."""
+    return bool(_IDENT_ONLY.fullmatch(name)) and name not in RESERVED | _LITERALS
+
+
 #: Extension functions that make lists of up to ``MAX_LIST_ITEMS`` from a number or a string.
 _PRODUCERS = frozenset({"range", "split"})
 #: The variable that holds the decision time (``RuleContext.now``), where a place gives it.

@@ -48,14 +48,20 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def value_at(data: Mapping[str, Any], path: str) -> Any:
+    """The value at a field name or a dotted path (``card.id``), None when absent."""
+    value: Any = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def key_of(data: Mapping[str, Any], spec: StoreSpec) -> str | None:
     """The store key of a record: its key fields' values (one as text, several as a JSON
     list), hashed when they are PII; None when a key field is missing, null or empty."""
     values = []
     for name in spec.key_fields:
-        value: Any = data
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = value_at(data, name)
         if value is None or value == "":
             return None
         values.append(value)

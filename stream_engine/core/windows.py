@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,14 +50,6 @@ def parse_duration(text: str) -> int:
     if total > MAX_DURATION_MS:
         raise ValueError(f"{text!r} is longer than ten years")
     return total
-
-
-def value_at(data: Mapping[str, Any], path: str) -> Any:
-    """The value at a field name or a dotted path (``card.id``), None when absent."""
-    value: Any = data
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
 
 
 def event_time_ms(value: Any, name: str, quote: bool = True) -> int:

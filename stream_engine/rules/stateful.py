@@ -34,16 +34,16 @@ record_id]`` of the first sighting. Stateful rules never await.
 
 from __future__ import annotations
 
-import re
 from abc import abstractmethod
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from stream_engine.core.expr import is_cel_name
 from stream_engine.core.pii import PiiInputs
 from stream_engine.core.result import Verdict, display_float, failed, passed, skipped
 from stream_engine.core.rule import RuleContext
-from stream_engine.core.stores import KeyedState, StoreSpec, key_of
+from stream_engine.core.stores import KeyedState, StoreSpec, key_of, value_at
 from stream_engine.core.windows import (
     Entry,
     between,
@@ -57,7 +57,6 @@ from stream_engine.core.windows import (
     parse_duration,
     place,
     since,
-    value_at,
 )
 from stream_engine.errors import EventTimeError, RuleEvaluationError, StateUnavailableError
 from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, register_rule
@@ -66,15 +65,6 @@ from stream_engine.rules.base import ConfiguredRule, RuleParams, field_param, re
 MAX_ENTRIES = 1000
 #: The most ``max_entries`` may be (the work per record is linear in it).
 MAX_ENTRIES_LIMIT = 100_000
-#: What an aggregate may be named: a CEL identifier (read as ``state.<rule>.<name>``).
-_CEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CEL_RESERVED = frozenset(
-    [
-        "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
-        "void", "while",
-    ]
-)  # fmt: skip
 
 
 def _duration(text: str) -> str:
@@ -228,7 +218,7 @@ class AggregateParams(WindowParams):
     @classmethod
     def _cel_names(cls, value: dict[str, AggregateOp]) -> dict[str, AggregateOp]:
         for name in value:
-            if not _CEL_NAME.fullmatch(name) or name in _CEL_RESERVED:
+            if not is_cel_name(name):  # read as state.<rule>.<name>
                 raise ValueError(
                     f"{name!r} is not a name CEL can read (letters, digits and _, not first "
                     "a digit, not a reserved word)"
