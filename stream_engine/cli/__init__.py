@@ -1,9 +1,9 @@
 """The ``stream-engine`` command. Thin: parse options, call the layers, print.
 
 ``options`` holds what every command shares, ``offline`` the commands that need no broker,
-``kafka`` the ones that run or feed a pipeline, ``admin`` its topics and dead letters,
-``render`` what they print. Heavy imports stay inside the commands: ``stream-engine --help``
-loads neither aiokafka nor faust.
+``kafka`` the ones that run or feed a pipeline, ``api`` the HTTP API's, ``admin`` its topics
+and dead letters, ``render`` what they print. Heavy imports stay inside the commands:
+``stream-engine --help`` loads neither aiokafka nor faust.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from stream_engine import __version__
-from stream_engine.cli import admin, kafka, offline
+from stream_engine.cli import admin, api, kafka, offline
 from stream_engine.cli.render import err, out
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     """
 
 
-for _command in (*offline.COMMANDS, *kafka.COMMANDS, *admin.COMMANDS):
+for _command in (*offline.COMMANDS, *kafka.COMMANDS, *api.COMMANDS, *admin.COMMANDS):
     main.add_command(_command)
 
 __all__ = ["err", "main", "out"]

@@ -13,6 +13,8 @@ import click
 
 from stream_engine.cli.options import (
     ALLOW_OUTSIDE_OPTION,
+    API_HOST_OPTION,
+    API_PORT_OPTION,
     BROKER_OPTION,
     CONFIG_ARG,
     ENV_OPTION,
@@ -150,6 +152,9 @@ def run(
 )
 @METRICS_PORT_OPTION
 @METRICS_HOST_OPTION
+@API_PORT_OPTION
+@API_HOST_OPTION
+@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress at INFO level.")
 @boundary
 def dev(
@@ -161,11 +166,17 @@ def dev(
     rate: float,
     metrics_port: int | None,
     metrics_host: str | None,
+    api_port: int | None,
+    api_host: str | None,
+    no_api: bool,
     verbose: bool,
 ) -> None:
     """Start a local Kafka-compatible broker (Tansu, in memory; no Docker, no Java), create
-    the topics, and run every stage. Prints 'broker: 127.0.0.1:PORT' when ready; publish with
-    'stream-engine publish' and read with 'stream-engine tail' in another shell."""
+    the topics, run every stage and the HTTP API. Prints 'broker: 127.0.0.1:PORT' and
+    'api: http://HOST:PORT' when ready; decide with 'curl -X POST URL/v1/decide -d @record.json',
+    publish with 'stream-engine publish' and read with 'stream-engine tail' in another shell.
+    The API takes callers without keys here (it listens on 127.0.0.1 unless --api-host)."""
+    from stream_engine.cli.api import dev_api
     from stream_engine.runtime.process import dev as run_dev
 
     setup_logging(verbose)
@@ -178,11 +189,17 @@ def dev(
     def metrics(url: str) -> None:
         out.print(f"metrics: {url}", markup=False)
 
+    def api(url: str) -> None:
+        out.print(f"api: {url}", markup=False)
+
+    companion = None if no_api else dev_api(api_host, api_port)
+
     def start(demo_rate: float | None, show: Callable[[Summary], None] | None) -> None:
         asyncio.run(
             run_dev(
                 pipeline, port, announce, demo_rate, show,
                 metrics_port=metrics_port, metrics_host=metrics_host, announce_metrics=metrics,
+                companion=companion, announce_companion=api,
             )
         )  # fmt: skip
 

@@ -42,6 +42,19 @@ METRICS_PORT_OPTION = click.option(
     "0: any free port - the chosen one is printed).",
 )
 
+API_PORT_OPTION = click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the HTTP API (default: api.port, 8080; 0: any free port).",
+)
+API_HOST_OPTION = click.option(
+    "--api-host",
+    default=None,
+    help="Address the HTTP API listens on (default: api.host, 127.0.0.1).",
+)
+
+
 BROKER_OPTION = click.option(
     "--broker",
     metavar="HOST:PORT",

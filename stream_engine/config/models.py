@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from stream_engine.config.api_models import ApiConfig
 from stream_engine.config.base_model import ConfigModel
 from stream_engine.config.topic_names import TopicsConfig
 from stream_engine.core.expr import Expression
@@ -319,3 +320,4 @@ class PipelineConfig(ConfigModel):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stream_engine")
 
+#: Something ``dev`` runs beside the stages for as long as they run: given the pipeline and
+#: the embedded broker's settings, it yields its address.
+Companion = Callable[
+    ["CompiledPipeline", KafkaSettings], contextlib.AbstractAsyncContextManager[str]
+]
+
 
 async def serve(
     pipeline: CompiledPipeline,
@@ -167,9 +173,12 @@ async def dev(
     metrics_port: int | None = None,
     announce_metrics: Callable[[str], None] | None = None,
     metrics_host: str | None = None,
+    companion: Companion | None = None,
+    announce_companion: Callable[[str], None] | None = None,
 ) -> None:
     """Embedded broker, topics, every stage and the metrics endpoint; optionally the demo
-    publisher."""
+    publisher, and a ``companion`` run beside the stages on the same broker (the CLI's HTTP
+    API: this layer cannot import it), whose address ``announce_companion`` prints."""
     stop = stop or asyncio.Event()
     if pipeline.config.runtime.processing_guarantee == "exactly_once":
         raise ConfigError(
@@ -184,6 +193,12 @@ async def dev(
         await create_topics(topic_specs(pipeline), kafka)
         summary = Summary()
         tasks: list[asyncio.Task[None]] = []
+        extra = contextlib.AsyncExitStack()
+        address = (
+            None
+            if companion is None
+            else await extra.enter_async_context(companion(pipeline, kafka))
+        )
 
         def ready(worker: StageWorker, endpoint: MetricsEndpoint) -> None:
             for agent in worker.agents:
@@ -191,6 +206,8 @@ async def dev(
             announce(broker.bootstrap)
             if announce_metrics is not None:
                 announce_metrics(endpoint.url)
+            if address is not None and announce_companion is not None:
+                announce_companion(address)
             if demo_rate:
                 topics = pipeline_topics(pipeline)
                 tasks.append(
@@ -207,6 +224,7 @@ async def dev(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await extra.aclose()
 
 
 def for_embedded_broker(pipeline: CompiledPipeline) -> CompiledPipeline:

@@ -8,7 +8,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,6 +20,9 @@ from stream_engine.core.records import check_record
 from stream_engine.core.result import RuleResult
 from stream_engine.core.state import AuditEntry, DeadLetter, RecordState, iso_time
 from stream_engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stream_engine.config.compiled import CompiledPipeline
 
 Headers = list[tuple[str, bytes]]
 
@@ -121,6 +124,19 @@ class Codec:
                 self._schema = input_validator(input_schema)
             except SchemaProblem as exc:
                 raise ConfigError("input.schema", str(exc)) from None
+
+    @classmethod
+    def for_pipeline(cls, pipeline: CompiledPipeline) -> Codec:
+        """The codec of a compiled pipeline: its size limit, input schema and believed
+        timestamps - the one every stage worker and the HTTP API's intake use."""
+        config = pipeline.config
+        stamps = config.input.timestamps
+        return cls(
+            pipeline.plan,
+            config.runtime.max_message_bytes,
+            config.input.schema_,
+            TimestampWindow(stamps.max_ahead_s, stamps.max_age_s),
+        )
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -234,7 +250,7 @@ class Codec:
             raise EnvelopeError("record_id is missing")
         record_id = envelope["record_id"]
         if not isinstance(record_id, str):
-            raise EnvelopeError(f"record_id must be a string, not {_json_type(record_id)}")
+            raise EnvelopeError(f"record_id must be a string, not {json_type(record_id)}")
         if not record_id:
             raise EnvelopeError("record_id is empty")
         cost = envelope.get("cost") or {}
@@ -363,7 +379,7 @@ def _moment(epoch_s: float) -> str:
         return f"{int(epoch_s * 1000)} ms"
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type (null, boolean, number, string, array, object)."""
     if value is None:
         return "null"

@@ -28,7 +28,7 @@ from stream_engine.core.state import DeadLetter, RecordState
 from stream_engine.core.stores import StageState, StoreFactory, key_of
 from stream_engine.core.watchdog import WATCHDOG, Overrun
 from stream_engine.runtime.cluster.topic_names import TopicNames
-from stream_engine.runtime.stage.codec import Codec, Headers, Incoming, Rejected, TimestampWindow
+from stream_engine.runtime.stage.codec import Codec, Headers, Incoming, Rejected
 from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 
 if TYPE_CHECKING:
@@ -94,12 +94,7 @@ class StageProcessor:
         #: Where each record goes after this stage (the executor's own router).
         self.router = self.executor.router
         config = pipeline.config
-        window = TimestampWindow(
-            config.input.timestamps.max_ahead_s, config.input.timestamps.max_age_s
-        )
-        self.codec = Codec(
-            pipeline.plan, config.runtime.max_message_bytes, config.input.schema_, window
-        )
+        self.codec = Codec.for_pipeline(pipeline)
         #: Signs what this stage writes and verifies the envelopes it reads (None: off).
         self.auth: EnvelopeAuth | None = envelope_auth(pipeline) if auth is FROM_CONFIG else auth
         self.attempts = config.runtime.poison_attempts
