@@ -25,14 +25,14 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from benchmarks.kafka_io import Collector, Publisher, create_topics, wait_for_topics
+from benchmarks.kafka_io import Collector, Publisher, Seen, create_topics, wait_for_topics
 from benchmarks.measure import Monitor, ProcessTree, percentile
 from benchmarks.records import BenchRecord
 from benchmarks.systems import Context, Processes, System, create_stream_engine_topics, partitions
@@ -212,11 +212,7 @@ class Run:
         ids = [r.record_id for r in self.records]
         seen = [self.collector.seen[i] for i in ids if i in self.collector.seen]
         end = max((s.at for s in seen), default=float("nan"))
-        latencies = [
-            (self.collector.seen[i].at - self.publisher.published[i]) * 1000.0
-            for i in ids
-            if i in self.collector.seen
-        ]
+        latencies = latencies_ms(ids, self.collector.seen, self.publisher.published)
         result = Result(self.system.name, len(ids), processes=len(self.processes.pids))
         result.counts = Counter(STATUS_OF_OUTPUT[s.kind] for s in seen)
         result.missing = len(ids) - len(seen)
@@ -235,6 +231,14 @@ class Run:
             self.self_monitor.sample()
             result.bench_cpu_window_s = self.self_monitor.cpu_between(start, end)
         return result
+
+
+def latencies_ms(
+    ids: Sequence[str], seen: Mapping[str, Seen], published: Mapping[str, float]
+) -> list[float]:
+    """Publish -> decision seen, in milliseconds, of every id that was published and decided
+    (in the order of ``ids``)."""
+    return [(seen[i].at - published[i]) * 1000.0 for i in ids if i in seen and i in published]
 
 
 def broker_pid(port: int) -> int | None:

@@ -74,11 +74,14 @@ class Publisher:
     topic: str
     published: dict[str, float] = field(default_factory=dict)
     on_sent: Callable[[int], None] | None = None
+    #: The producer's linger; None: 5 ms at a rate, 50 ms when preloading.
+    linger_ms: int | None = None
 
     async def publish(self, records: Sequence[BenchRecord], rate: float | None = None) -> None:
         """Send every record and wait for all acknowledgements; at ``rate`` per second if
         given (records due in the same 5 ms go together), else as fast as possible."""
-        producer = new_producer(self.bootstrap, linger_ms=5 if rate else 50)
+        linger = self.linger_ms if self.linger_ms is not None else (5 if rate else 50)
+        producer = new_producer(self.bootstrap, linger_ms=linger)
         await producer.start()
         try:
             futures: list[asyncio.Future[object]] = []

@@ -1,0 +1,151 @@
+"""benchmarks/api.py's pure parts: the figures of a run, when a rate holds, the target, the
+sweep's rates and verdict, and the lines and JSON it prints."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.api import parse_args, record_budget
+from benchmarks.api_load import (
+    Call,
+    call_figures,
+    due_times,
+    figures,
+    holds,
+    last_held,
+    sweep_rates,
+    target_met,
+)
+from benchmarks.api_report import (
+    Comparison,
+    Cpu,
+    Phase,
+    Step,
+    json_line,
+    summary,
+    target_lines,
+)
+from benchmarks.api_stack import with_api_section
+from benchmarks.harness import latencies_ms
+from benchmarks.kafka_io import Seen
+
+
+def phase(rate: float, p99: float, count: int = 100, api_s: float = 0.5) -> Phase:
+    latencies = [p99 / 2] * (count - 2) + [p99] * 2
+    return Phase(rate, figures(latencies, [200] * count), 10.0, Cpu(api_s=api_s))
+
+
+def test_figures_give_the_nearest_rank_percentiles_and_the_maximum():
+    found = figures([float(v) for v in range(1, 101)])
+
+    assert (found.count, found.p50_ms, found.p99_ms, found.max_ms) == (100, 50, 99, 100)
+
+
+def test_figures_of_no_values_are_not_numbers():
+    found = figures([])
+
+    assert math.isnan(found.p99_ms)
+    assert math.isnan(found.max_ms)
+    assert math.isnan(found.share_202)
+
+
+def test_the_share_of_202s_counts_every_call_and_errors_are_neither_200_nor_202():
+    calls = [Call(200, 5.0)] * 6 + [Call(202, 2000.0)] * 3 + [Call(0, 1.0)]
+
+    found = call_figures(calls)
+
+    assert found.share_202 == 0.3
+    assert found.errors == 1
+    assert found.max_ms == 2000.0
+
+
+def test_a_rate_holds_only_with_every_call_a_200_and_the_p99_under_a_second():
+    assert holds(figures([10.0] * 99 + [999.0], [200] * 100), 100)
+    assert not holds(figures([10.0] * 98 + [1000.0] * 2, [200] * 100), 100)
+    assert not holds(figures([10.0] * 100, [200] * 99 + [202]), 100)
+    assert not holds(figures([10.0] * 100, [200] * 99 + [0]), 100)
+    assert not holds(figures([10.0] * 99, [200] * 99), 100), "a call missing"
+
+
+def test_the_target_allows_ten_milliseconds_over_the_pipelines_own_p99():
+    assert target_met(60.0, 50.0)
+    assert not target_met(60.1, 50.0)
+    assert not target_met(math.nan, 50.0)
+
+
+def test_the_sweep_doubles_its_rate_up_to_the_ceiling():
+    assert sweep_rates(400, 3200) == [400, 800, 1600, 3200]
+    assert sweep_rates(400, 399) == []
+
+
+def test_the_last_rate_held_is_the_one_before_the_first_that_did_not():
+    assert last_held([(200, True), (400, True), (800, False), (1600, True)]) == 400
+    assert last_held([(200, False)]) is None
+    assert last_held([]) is None
+
+
+def test_requests_are_due_at_even_spacing_from_the_start():
+    assert due_times(10.0, 4.0, 3) == [10.0, 10.25, 10.5]
+
+
+def test_latencies_are_of_records_both_published_and_seen():
+    seen = {"a": Seen(10.050, "decisions"), "b": Seen(10.2, "rejected")}
+    published = {"a": 10.0, "c": 10.0}
+
+    assert [round(v, 3) for v in latencies_ms(["a", "b", "c"], seen, published)] == [50.0]
+
+
+def test_target_lines_say_the_figures_and_whether_each_rate_meets_the_target():
+    rows = [
+        Comparison(phase(50, 40.0), phase(50, 45.0)),
+        Comparison(phase(200, 40.0), phase(200, 80.0)),
+    ]
+    steps = [Step(phase(400, 100.0), True), Step(phase(800, 1200.0), False)]
+
+    assert target_lines(rows, steps) == [
+        "target at 50/s: decide p99 45.0 ms <= pipeline p99 40.0 ms + 10 ms: met",
+        "target at 200/s: decide p99 80.0 ms <= pipeline p99 40.0 ms + 10 ms: not met",
+        "most decide requests/s one API process sustained with p99 < 1 s: 400 requests/s",
+    ]
+
+
+def test_the_json_line_holds_each_rates_figures_the_verdict_and_the_api_cpu_per_1000_calls():
+    rows = [Comparison(phase(50, 40.0), phase(50, 45.0, count=100, api_s=0.2))]
+    steps = [Step(phase(400, 100.0, count=300, api_s=0.6), True)]
+
+    line = json.loads(json_line(summary(rows, steps, "kafka", "one", load_1m_start=1.5)))
+
+    assert line["rates"]["50"]["decide_p99_ms"] == 45.0
+    assert line["rates"]["50"]["pipeline_p99_ms"] == 40.0
+    assert line["rates"]["50"]["target_met"] is True
+    assert line["target_met"] is True
+    assert line["max_decide_per_s"] == 400
+    assert line["api_cpu_s_per_1k_decide"] == 2.0
+    assert line["load_1m_start"] == 1.5
+
+
+def test_the_record_budget_covers_both_phases_of_each_rate_and_every_sweep_step():
+    args = parse_args(["--rates", "50,200", "--duration-s", "10", "--sweep-from", "400",
+                       "--sweep-max", "800", "--step-s", "5"])  # fmt: skip
+
+    assert args.sweep == [400, 800]
+    assert record_budget(args) == 2 * 500 + 2 * 2000 + 2000 + 4000
+
+
+def test_the_config_copy_lets_anonymous_callers_decide_and_keeps_the_rest(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"pipeline": "p", "api": {"timeout_ms": 500}}))
+
+    with_api_section(config)
+
+    assert yaml.safe_load(config.read_text()) == {
+        "pipeline": "p",
+        "api": {"timeout_ms": 500, "anonymous": True},
+    }
