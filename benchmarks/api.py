@@ -51,6 +51,7 @@ from benchmarks.api_report import (  # noqa: E402
     Step,
     comparison_table,
     json_line,
+    merged,
     summary,
     sweep_table,
     target_lines,
@@ -77,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rates", default="50,200", help="rates compared (default 50,200)")
     parser.add_argument("--duration-s", type=float, default=30.0, help="per rate and phase")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="turns of pipeline then decide per rate (default 3)"
+    )
     parser.add_argument("--sweep-from", type=float, default=400.0, help="first sweep rate")
     parser.add_argument("--sweep-max", type=float, default=3200.0, help="last sweep rate at most")
     parser.add_argument("--step-s", type=float, default=10.0, help="seconds per sweep step")
@@ -89,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
         parser.error("--rates takes numbers separated by commas")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not args.rate_list or min(args.rate_list) <= 0:
         parser.error("--rates needs at least one positive rate")
     args.sweep = [] if args.no_sweep else sweep_rates(args.sweep_from, args.sweep_max)
@@ -113,15 +119,23 @@ class Records:
 
 def record_budget(args: argparse.Namespace) -> int:
     """How many records every phase together needs."""
-    compare = sum(2 * int(rate * args.duration_s) for rate in args.rate_list)
+    compare = sum(
+        2 * args.rounds * int(rate * args.duration_s / args.rounds) for rate in args.rate_list
+    )
     return compare + sum(int(rate * args.step_s) for rate in args.sweep)
 
 
-async def compare(stack: Stack, pool: Records, rate: float, seconds: float) -> Comparison:
-    """The pipeline's own latency at ``rate``, then decide's at the same rate."""
-    pipeline = await stack.pipeline_phase(pool.take(int(rate * seconds)), rate)
-    decide = await stack.decide_phase(pool.take(int(rate * seconds)), rate)
-    return Comparison(pipeline, decide)
+async def compare(
+    stack: Stack, pool: Records, rate: float, seconds: float, rounds: int
+) -> Comparison:
+    """The pipeline's own latency at ``rate``, then decide's at the same rate, taking turns
+    ``rounds`` times (so a change in the machine's load falls on both alike)."""
+    count = int(rate * seconds / rounds)
+    pipeline, decide = [], []
+    for _ in range(rounds):
+        pipeline.append(await stack.pipeline_phase(pool.take(count), rate))
+        decide.append(await stack.decide_phase(pool.take(count), rate))
+    return Comparison(merged(pipeline), merged(decide))
 
 
 async def sweep(stack: Stack, pool: Records, rates: list[float], seconds: float) -> list[Step]:
@@ -156,8 +170,11 @@ async def measure(
     """Compare at each rate, then sweep."""
     rows: list[Comparison] = []
     for rate in args.rate_list:
-        console.print(f"rate {rate:g}/s: pipeline, then decide, {args.duration_s:g} s each")
-        rows.append(await compare(stack, pool, rate, args.duration_s))
+        console.print(
+            f"rate {rate:g}/s: pipeline and decide, {args.duration_s:g} s each, "
+            f"in {args.rounds} turns"
+        )
+        rows.append(await compare(stack, pool, rate, args.duration_s, args.rounds))
     steps: list[Step] = []
     if args.sweep:
         # The highest compared rate counts as the sweep's first step when it is below it.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rich.table import Table
 
-from benchmarks.api_load import SLACK_MS, Figures, last_held, target_met
+from benchmarks.api_load import SLACK_MS, Figures, figures, last_held, target_met
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,23 @@ class Phase:
     figures: Figures
     window_s: float
     cpu: Cpu = field(default_factory=Cpu)
+    latencies_ms: tuple[float, ...] = ()
+    statuses: tuple[int, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        rate: float,
+        latencies_ms: Sequence[float],
+        statuses: Sequence[int],
+        window_s: float,
+        cpu: Cpu,
+    ) -> Phase:
+        """A phase from its raw figures."""
+        return cls(
+            rate, figures(latencies_ms, statuses), window_s, cpu, tuple(latencies_ms),
+            tuple(statuses),
+        )  # fmt: skip
 
     @property
     def achieved(self) -> float:
@@ -49,6 +67,24 @@ class Phase:
     def workers_cpu_per_1k(self) -> float:
         """CPU seconds of the stage workers per 1,000 calls (or records)."""
         return self.cpu.per_1k(self.cpu.workers_s, self.figures.count)
+
+
+def merged(phases: Sequence[Phase]) -> Phase:
+    """Phases at one rate as one: their latencies and statuses together, windows and CPU
+    added up."""
+    cpu = Cpu(
+        *(
+            sum(getattr(p.cpu, name) for p in phases)
+            for name in ("api_s", "workers_s", "broker_s", "bench_s")
+        )
+    )
+    return Phase.of(
+        phases[0].rate,
+        [v for p in phases for v in p.latencies_ms],
+        [s for p in phases for s in p.statuses],
+        sum(p.window_s for p in phases),
+        cpu,
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +160,14 @@ def max_sustained(steps: list[Step]) -> float | None:
     return last_held([(s.decide.rate, s.held) for s in steps])
 
 
+def api_cpu_per_1k(rows: list[Comparison], steps: list[Step]) -> float:
+    """CPU seconds of the API process per 1,000 decide calls, over every decide phase."""
+    phases = [r.decide for r in rows] + [s.decide for s in steps]
+    calls = sum(p.figures.count for p in phases if math.isfinite(p.cpu.api_s))
+    used = sum(p.cpu.api_s for p in phases if math.isfinite(p.cpu.api_s))
+    return used * 1000.0 / calls if calls else math.nan
+
+
 def target_lines(rows: list[Comparison], steps: list[Step]) -> list[str]:
     """Whether the target is met at each rate, and the most one API process sustained."""
     lines = [
@@ -136,6 +180,12 @@ def target_lines(rows: list[Comparison], steps: list[Step]) -> list[str]:
     if steps:
         held = f"{best:g} requests/s" if best is not None else "none of the rates tried"
         lines.append(f"most decide requests/s one API process sustained with p99 < 1 s: {held}")
+    cpu = api_cpu_per_1k(rows, steps)
+    if math.isfinite(cpu) and cpu > 0:
+        lines.append(
+            f"the API process used {cpu:.2f} CPU s per 1,000 decide calls: a core of its own "
+            f"would serve about {1000.0 / cpu:,.0f} calls/s"
+        )
     return lines
 
 
@@ -157,16 +207,13 @@ def summary(
             "pipeline_max_ms": _fig(p.max_ms), "target_met": row.met,
             "api_cpu_s_per_1k": _fig(row.decide.api_cpu_per_1k, 3),
         }  # fmt: skip
-    decide_calls = [r.decide for r in rows] + [s.decide for s in steps]
-    calls = sum(p.figures.count for p in decide_calls)
-    api_cpu = sum(p.cpu.api_s for p in decide_calls if math.isfinite(p.cpu.api_s))
     return {
         "broker": broker,
         "layout": layout,
         "rates": rates,
         "target_met": bool(rows) and all(r.met for r in rows),
         "max_decide_per_s": max_sustained(steps),
-        "api_cpu_s_per_1k_decide": _fig(api_cpu * 1000.0 / calls, 3) if calls else None,
+        "api_cpu_s_per_1k_decide": _fig(api_cpu_per_1k(rows, steps), 3),
         **extra,
     }
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from benchmarks.api_load import DecideLoad, call_figures, figures
+from benchmarks.api_load import DecideLoad
 from benchmarks.api_report import Cpu, Phase
 from benchmarks.harness import latencies_ms, workdir_for
 from benchmarks.kafka_io import Collector, Publisher, wait_for_topics
@@ -173,7 +173,7 @@ class Stack:
         start = min(publisher.published.values())
         end = max(self.collector.seen[i].at for i in ids)
         latencies = latencies_ms(ids, self.collector.seen, publisher.published)
-        return Phase(rate, figures(latencies), end - start, self._cpu(start, end))
+        return Phase.of(rate, latencies, [], end - start, self._cpu(start, end))
 
     async def decide_phase(self, records: Sequence[BenchRecord], rate: float) -> Phase:
         """``POST /v1/decide`` for every record at ``rate``."""
@@ -182,7 +182,13 @@ class Stack:
         start = time.time()
         calls = await load.run(records, rate)
         end = time.time()
-        return Phase(rate, call_figures(calls), end - start, self._cpu(start, end))
+        return Phase.of(
+            rate,
+            [c.latency_ms for c in calls],
+            [c.status for c in calls],
+            end - start,
+            self._cpu(start, end),
+        )
 
     def _cpu(self, start: float, end: float) -> Cpu:
         """CPU seconds of each monitored process within ``[start, end]``."""

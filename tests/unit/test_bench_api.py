@@ -29,6 +29,7 @@ from benchmarks.api_report import (
     Phase,
     Step,
     json_line,
+    merged,
     summary,
     target_lines,
 )
@@ -113,6 +114,8 @@ def test_target_lines_say_the_figures_and_whether_each_rate_meets_the_target():
         "target at 50/s: decide p99 45.0 ms <= pipeline p99 40.0 ms + 10 ms: met",
         "target at 200/s: decide p99 80.0 ms <= pipeline p99 40.0 ms + 10 ms: not met",
         "most decide requests/s one API process sustained with p99 < 1 s: 400 requests/s",
+        "the API process used 5.00 CPU s per 1,000 decide calls: a core of its own would "
+        "serve about 200 calls/s",
     ]
 
 
@@ -132,11 +135,24 @@ def test_the_json_line_holds_each_rates_figures_the_verdict_and_the_api_cpu_per_
 
 
 def test_the_record_budget_covers_both_phases_of_each_rate_and_every_sweep_step():
-    args = parse_args(["--rates", "50,200", "--duration-s", "10", "--sweep-from", "400",
-                       "--sweep-max", "800", "--step-s", "5"])  # fmt: skip
+    args = parse_args(["--rates", "50,200", "--duration-s", "10", "--rounds", "2",
+                       "--sweep-from", "400", "--sweep-max", "800", "--step-s", "5"])  # fmt: skip
 
     assert args.sweep == [400, 800]
     assert record_budget(args) == 2 * 500 + 2 * 2000 + 2000 + 4000
+
+
+def test_phases_merged_pool_their_latencies_and_add_up_windows_and_cpu():
+    first = Phase.of(50, [10.0, 20.0], [200, 200], 1.0, Cpu(1.0, 2.0, 3.0, 4.0))
+    second = Phase.of(50, [30.0], [202], 2.0, Cpu(0.5, 0.5, 0.5, 0.5))
+
+    both = merged([first, second])
+
+    assert both.figures.count == 3
+    assert both.figures.max_ms == 30.0
+    assert both.figures.share_202 == 1 / 3
+    assert both.window_s == 3.0
+    assert both.cpu == Cpu(1.5, 2.5, 3.5, 4.5)
 
 
 def test_the_config_copy_lets_anonymous_callers_decide_and_keeps_the_rest(tmp_path):
