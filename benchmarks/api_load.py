@@ -46,6 +46,7 @@ class Figures:
     p99_ms: float
     max_ms: float
     statuses: Counter[int] = field(default_factory=Counter)
+    mean_ms: float = math.nan
 
     @property
     def share_202(self) -> float:
@@ -66,12 +67,28 @@ def figures(latencies_ms: Sequence[float], statuses: Sequence[int] = ()) -> Figu
         percentile(latencies_ms, 99),
         max(latencies_ms, default=math.nan),
         Counter(statuses),
+        sum(latencies_ms) / len(latencies_ms) if latencies_ms else math.nan,
     )
 
 
 def call_figures(calls: Sequence[Call]) -> Figures:
     """The figures of decide calls: latency of every call, whatever its status."""
     return figures([c.latency_ms for c in calls], [c.status for c in calls])
+
+
+def server_seconds(metrics_text: str, route: str = DECIDE_PATH) -> tuple[float, float]:
+    """(sum of seconds, count) of the API's request-duration histogram for ``route``, from
+    its ``/metrics`` text: the time requests spent inside the API process."""
+    total = count = 0.0
+    for line in metrics_text.splitlines():
+        if f'route="{route}"' not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith("stream_engine_api_request_duration_seconds_sum{"):
+            total += float(value)
+        elif name.startswith("stream_engine_api_request_duration_seconds_count{"):
+            count += float(value)
+    return total, count
 
 
 def holds(decide: Figures, expected: int) -> bool:

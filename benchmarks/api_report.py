@@ -37,6 +37,8 @@ class Phase:
     cpu: Cpu = field(default_factory=Cpu)
     latencies_ms: tuple[float, ...] = ()
     statuses: tuple[int, ...] = ()
+    #: The mean time a decide call spent inside the API process (its own histogram).
+    server_mean_ms: float = math.nan
 
     @classmethod
     def of(
@@ -46,11 +48,12 @@ class Phase:
         statuses: Sequence[int],
         window_s: float,
         cpu: Cpu,
+        server_mean_ms: float = math.nan,
     ) -> Phase:
         """A phase from its raw figures."""
         return cls(
             rate, figures(latencies_ms, statuses), window_s, cpu, tuple(latencies_ms),
-            tuple(statuses),
+            tuple(statuses), server_mean_ms,
         )  # fmt: skip
 
     @property
@@ -78,12 +81,16 @@ def merged(phases: Sequence[Phase]) -> Phase:
             for name in ("api_s", "workers_s", "broker_s", "bench_s")
         )
     )
+    counted = [p for p in phases if math.isfinite(p.server_mean_ms)]
+    calls = sum(p.figures.count for p in counted)
+    server = sum(p.server_mean_ms * p.figures.count for p in counted) / calls if calls else math.nan
     return Phase.of(
         phases[0].rate,
         [v for p in phases for v in p.latencies_ms],
         [s for p in phases for s in p.statuses],
         sum(p.window_s for p in phases),
         cpu,
+        server,
     )
 
 
@@ -122,7 +129,7 @@ def comparison_table(rows: list[Comparison], title: str) -> Table:
     for name in (
         "rate/s", "calls", "decide p50", "decide p99", "decide max", "202s",
         "pipeline p50", "pipeline p99", "pipeline max", "p99 gap", "target",
-        "API CPU s/1k", "workers s/1k",
+        "decide mean", "in API mean", "pipeline mean", "API CPU s/1k", "workers s/1k",
     ):  # fmt: skip
         grid.add_column(name, justify="left" if name == "target" else "right")
     for row in rows:
@@ -131,6 +138,7 @@ def comparison_table(rows: list[Comparison], title: str) -> Table:
             _num(row.decide.rate), str(d.count), _num(d.p50_ms, 1), _num(d.p99_ms, 1),
             _num(d.max_ms, 1), _share(d.share_202), _num(p.p50_ms, 1), _num(p.p99_ms, 1),
             _num(p.max_ms, 1), _num(d.p99_ms - p.p99_ms, 1), "met" if row.met else "not met",
+            _num(d.mean_ms, 1), _num(row.decide.server_mean_ms, 1), _num(p.mean_ms, 1),
             _num(row.decide.api_cpu_per_1k, 3), _num(row.decide.workers_cpu_per_1k, 3),
         )  # fmt: skip
     return grid
@@ -205,6 +213,8 @@ def summary(
             "decide_max_ms": _fig(d.max_ms), "share_202": _fig(d.share_202, 4),
             "pipeline_p50_ms": _fig(p.p50_ms), "pipeline_p99_ms": _fig(p.p99_ms),
             "pipeline_max_ms": _fig(p.max_ms), "target_met": row.met,
+            "decide_mean_ms": _fig(d.mean_ms), "in_api_mean_ms": _fig(row.decide.server_mean_ms),
+            "pipeline_mean_ms": _fig(p.mean_ms),
             "api_cpu_s_per_1k": _fig(row.decide.api_cpu_per_1k, 3),
         }  # fmt: skip
     return {

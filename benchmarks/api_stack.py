@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from benchmarks.api_load import DecideLoad
+from benchmarks.api_load import DecideLoad, server_seconds
 from benchmarks.api_report import Cpu, Phase
 from benchmarks.harness import latencies_ms, workdir_for
 from benchmarks.kafka_io import Collector, Publisher, wait_for_topics
@@ -179,16 +179,29 @@ class Stack:
         """``POST /v1/decide`` for every record at ``rate``."""
         self.check_alive()
         load = DecideLoad(self.api_url, concurrency=self.concurrency)
+        before = await self._server_seconds()
         start = time.time()
         calls = await load.run(records, rate)
         end = time.time()
+        after = await self._server_seconds()
+        served = after[1] - before[1]
+        inside = (after[0] - before[0]) * 1000.0 / served if served else float("nan")
         return Phase.of(
             rate,
             [c.latency_ms for c in calls],
             [c.status for c in calls],
             end - start,
             self._cpu(start, end),
+            inside,
         )
+
+    async def _server_seconds(self) -> tuple[float, float]:
+        """The API's own decide-duration histogram: (sum of seconds, count) so far."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.api_url + "/metrics") as response,
+        ):
+            return server_seconds(await response.text())
 
     def _cpu(self, start: float, end: float) -> Cpu:
         """CPU seconds of each monitored process within ``[start, end]``."""

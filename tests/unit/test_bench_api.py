@@ -20,6 +20,7 @@ from benchmarks.api_load import (
     figures,
     holds,
     last_held,
+    server_seconds,
     sweep_rates,
     target_met,
 )
@@ -165,3 +166,23 @@ def test_the_config_copy_lets_anonymous_callers_decide_and_keeps_the_rest(tmp_pa
         "pipeline": "p",
         "api": {"timeout_ms": 500, "anonymous": True},
     }
+
+
+def test_the_time_inside_the_api_is_read_from_its_decide_histogram_only():
+    text = "\n".join(
+        [
+            "# HELP stream_engine_api_request_duration_seconds Time from request to response",
+            'stream_engine_api_request_duration_seconds_bucket{le="0.1",pipeline="p",'
+            'route="/v1/decide"} 3.0',
+            'stream_engine_api_request_duration_seconds_sum{pipeline="p",route="/v1/decide"} 0.25',
+            'stream_engine_api_request_duration_seconds_count{pipeline="p",route="/v1/decide"} 5.0',
+            'stream_engine_api_request_duration_seconds_sum{pipeline="p",route="/ready"} 9.0',
+            'stream_engine_api_request_duration_seconds_count{pipeline="p",route="/ready"} 9.0',
+        ]
+    )
+
+    assert server_seconds(text) == (0.25, 5.0)
+
+
+def test_figures_give_the_mean_too():
+    assert figures([10.0, 20.0, 60.0]).mean_ms == 30.0
