@@ -55,6 +55,7 @@ from benchmarks.api_report import (  # noqa: E402
     summary,
     sweep_table,
     target_lines,
+    where_table,
 )
 from benchmarks.api_stack import Stack  # noqa: E402
 from benchmarks.records import bench_records, warmup_records  # noqa: E402
@@ -72,9 +73,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--layout",
         choices=("one", "per-stage"),
-        default="one",
-        help="the stage workers: one `stream-engine run` for all five stages (default) or one "
-        "per stage (benchmarks/run.py's stream_engine_one_worker / _per_stage)",
+        default="per-stage",
+        help="the stage workers: one `stream-engine run --stage S` per stage (default: the "
+        "lower latency and higher rate here) or one for all five (benchmarks/run.py's "
+        "stream_engine_per_stage / _one_worker)",
     )
     parser.add_argument("--rates", default="50,200", help="rates compared (default 50,200)")
     parser.add_argument("--duration-s", type=float, default=30.0, help="per rate and phase")
@@ -98,6 +100,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.rate_list or min(args.rate_list) <= 0:
         parser.error("--rates needs at least one positive rate")
     args.sweep = [] if args.no_sweep else sweep_rates(args.sweep_from, args.sweep_max)
+    if args.sweep and max(args.rate_list) < args.sweep[0]:
+        args.sweep.insert(0, max(args.rate_list))  # the highest rate compared comes first
     return args
 
 
@@ -143,7 +147,7 @@ async def sweep(stack: Stack, pool: Records, rates: list[float], seconds: float)
     steps: list[Step] = []
     for rate in rates:
         count = int(rate * seconds)
-        phase = await stack.decide_phase(pool.take(count), rate)
+        phase = await stack.decide_phase(pool.take(count), rate, from_due=True)
         steps.append(Step(phase, holds(phase.figures, count)))
         if not steps[-1].held:
             break
@@ -177,13 +181,8 @@ async def measure(
         rows.append(await compare(stack, pool, rate, args.duration_s, args.rounds))
     steps: list[Step] = []
     if args.sweep:
-        # The highest compared rate counts as the sweep's first step when it is below it.
-        top = max(rows, key=lambda r: r.decide.rate)
-        if top.decide.rate < args.sweep[0]:
-            steps.append(Step(top.decide, holds(top.decide.figures, top.decide.figures.count)))
-        if not steps or steps[-1].held:
-            console.print(f"sweep: {', '.join(f'{r:g}' for r in args.sweep)}/s, until p99 >= 1 s")
-            steps += await sweep(stack, pool, args.sweep, args.step_s)
+        console.print(f"sweep: {', '.join(f'{r:g}' for r in args.sweep)}/s, until p99 >= 1 s")
+        steps = await sweep(stack, pool, args.sweep, args.step_s)
     return rows, steps
 
 
@@ -235,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if rows:
         out.print(comparison_table(rows, title + f", {args.duration_s:g} s per phase"))
+        out.print(where_table(rows, "where a decide call's time goes (ms), and the CPU"))
     if steps:
         out.print(sweep_table(steps, f"capacity sweep, {args.step_s:g} s per rate"))
     if args.profile:

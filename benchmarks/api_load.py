@@ -4,11 +4,13 @@ it did; at most ``concurrency`` in flight, a due request waits for a free slot),
 figures of a run: latency percentiles, the share of 202s, and whether a rate held.
 
 Latency is timed from the request's due time to the last byte of the answer, so a request
-held back by the in-flight bound counts the wait (no coordinated omission)."""
+held back by the in-flight bound counts the wait (no coordinated omission); its service time
+starts when it is sent, as the pipeline's own latency starts when a record is published."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -31,10 +33,19 @@ SLACK_MS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One decide request: its HTTP status (``NO_STATUS`` when none came) and its latency."""
+    """One decide request: its HTTP status (``NO_STATUS`` when none came), its latency from
+    when it was due, and how long of that it waited to be sent (for a free slot, or for this
+    process's event loop)."""
 
     status: int
     latency_ms: float
+    waited_ms: float = 0.0
+
+    @property
+    def service_ms(self) -> float:
+        """From sending the request to reading the answer: what the pipeline's own latency
+        (from publishing a record) compares with."""
+        return self.latency_ms - self.waited_ms
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ class DecideLoad:
         index: int,
     ) -> None:
         status = NO_STATUS
+        sent = time.monotonic()
         try:
             async with session.post(
                 self.url + DECIDE_PATH, data=record.value, headers=self.headers
@@ -184,4 +196,18 @@ class DecideLoad:
             status = NO_STATUS
         finally:
             slots.release()
-            calls[index] = Call(status, (time.monotonic() - due) * 1000.0)
+            calls[index] = Call(status, (time.monotonic() - due) * 1000.0, (sent - due) * 1000.0)
+
+
+async def probe_health(url: str, interval_s: float, into: list[float]) -> None:
+    """``GET /health`` every ``interval_s`` until cancelled, each round trip's milliseconds
+    into ``into``: what one HTTP exchange with the API process costs under the same load,
+    with no Kafka in it."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            sent = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url + "/health") as response:
+                    await response.read()
+                    into.append((time.monotonic() - sent) * 1000.0)
+            await asyncio.sleep(interval_s)

@@ -39,6 +39,8 @@ class Phase:
     statuses: tuple[int, ...] = ()
     #: The mean time a decide call spent inside the API process (its own histogram).
     server_mean_ms: float = math.nan
+    #: Round trips of ``GET /health`` made during the phase (the HTTP hop alone).
+    health_ms: tuple[float, ...] = ()
 
     @classmethod
     def of(
@@ -49,12 +51,18 @@ class Phase:
         window_s: float,
         cpu: Cpu,
         server_mean_ms: float = math.nan,
+        health_ms: Sequence[float] = (),
     ) -> Phase:
         """A phase from its raw figures."""
         return cls(
             rate, figures(latencies_ms, statuses), window_s, cpu, tuple(latencies_ms),
-            tuple(statuses), server_mean_ms,
+            tuple(statuses), server_mean_ms, tuple(health_ms),
         )  # fmt: skip
+
+    @property
+    def health(self) -> Figures:
+        """The ``GET /health`` round trips' figures."""
+        return figures(self.health_ms)
 
     @property
     def achieved(self) -> float:
@@ -91,6 +99,7 @@ def merged(phases: Sequence[Phase]) -> Phase:
         sum(p.window_s for p in phases),
         cpu,
         server,
+        [v for p in phases for v in p.health_ms],
     )
 
 
@@ -124,12 +133,11 @@ def _share(value: float) -> str:
 
 
 def comparison_table(rows: list[Comparison], title: str) -> Table:
-    """One row per rate: decide against the pipeline's own latency, and the CPU it takes."""
+    """One row per rate: decide's latency against the pipeline's own (ms)."""
     grid = Table(title=title, title_justify="left")
     for name in (
         "rate/s", "calls", "decide p50", "decide p99", "decide max", "202s",
         "pipeline p50", "pipeline p99", "pipeline max", "p99 gap", "target",
-        "decide mean", "in API mean", "pipeline mean", "API CPU s/1k", "workers s/1k",
     ):  # fmt: skip
         grid.add_column(name, justify="left" if name == "target" else "right")
     for row in rows:
@@ -138,8 +146,27 @@ def comparison_table(rows: list[Comparison], title: str) -> Table:
             _num(row.decide.rate), str(d.count), _num(d.p50_ms, 1), _num(d.p99_ms, 1),
             _num(d.max_ms, 1), _share(d.share_202), _num(p.p50_ms, 1), _num(p.p99_ms, 1),
             _num(p.max_ms, 1), _num(d.p99_ms - p.p99_ms, 1), "met" if row.met else "not met",
-            _num(d.mean_ms, 1), _num(row.decide.server_mean_ms, 1), _num(p.mean_ms, 1),
-            _num(row.decide.api_cpu_per_1k, 3), _num(row.decide.workers_cpu_per_1k, 3),
+        )  # fmt: skip
+    return grid
+
+
+def where_table(rows: list[Comparison], title: str) -> Table:
+    """One row per rate: where a decide call's time goes (mean ms: as the caller sees it,
+    inside the API process, the pipeline's own; one HTTP round trip of ``/health``), and the
+    CPU seconds per 1,000 calls of the API, the workers and this benchmark's process."""
+    grid = Table(title=title, title_justify="left")
+    for name in (
+        "rate/s", "decide mean", "in API mean", "pipeline mean", "/health p50", "/health p99",
+        "API CPU s/1k", "workers s/1k", "bench s/1k", "pipeline: API s/1k",
+    ):  # fmt: skip
+        grid.add_column(name, justify="right")
+    for row in rows:
+        d, p = row.decide, row.pipeline
+        grid.add_row(
+            _num(d.rate), _num(d.figures.mean_ms, 1), _num(d.server_mean_ms, 1),
+            _num(p.figures.mean_ms, 1), _num(d.health.p50_ms, 1), _num(d.health.p99_ms, 1),
+            _num(d.api_cpu_per_1k, 3), _num(d.workers_cpu_per_1k, 3),
+            _num(d.cpu.per_1k(d.cpu.bench_s, d.figures.count), 3), _num(p.api_cpu_per_1k, 3),
         )  # fmt: skip
     return grid
 
@@ -215,6 +242,8 @@ def summary(
             "pipeline_max_ms": _fig(p.max_ms), "target_met": row.met,
             "decide_mean_ms": _fig(d.mean_ms), "in_api_mean_ms": _fig(row.decide.server_mean_ms),
             "pipeline_mean_ms": _fig(p.mean_ms),
+            "health_p50_ms": _fig(row.decide.health.p50_ms),
+            "health_p99_ms": _fig(row.decide.health.p99_ms),
             "api_cpu_s_per_1k": _fig(row.decide.api_cpu_per_1k, 3),
         }  # fmt: skip
     return {

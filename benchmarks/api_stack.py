@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from benchmarks.api_load import DecideLoad, server_seconds
+from benchmarks.api_load import DecideLoad, probe_health, server_seconds
 from benchmarks.api_report import Cpu, Phase
 from benchmarks.harness import latencies_ms, workdir_for
 from benchmarks.kafka_io import Collector, Publisher, wait_for_topics
@@ -94,10 +94,10 @@ class Stack:
         self.api = Processes.start([self._api_command()], self.context.workdir / "api.log")
         self.api_url = await self._api_ready()
         self._monitor("api", self.api.pids, recursive=False)
-        self._monitor("workers", self.workers.pids)
+        self._monitor("workers", self.workers.pids, recursive=False)
         self._monitor("bench", [os.getpid()], recursive=False)
         if self.broker_pid is not None:
-            self._monitor("broker", [self.broker_pid])
+            self._monitor("broker", [self.broker_pid], recursive=False)
 
     def _api_command(self) -> list[str]:
         base = [sys.executable]
@@ -111,7 +111,9 @@ class Stack:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.ensure_future(work))
 
-    def _monitor(self, name: str, pids: Sequence[int], recursive: bool = True) -> None:
+    def _monitor(self, name: str, pids: Sequence[int], recursive: bool) -> None:
+        # Not recursive: none of them starts a child, and a walk of every process on the
+        # machine every 0.2 s would hold up this process's event loop, and its timings.
         monitor = Monitor(ProcessTree.of(pids, recursive), time.time)
         self.monitors[name] = monitor
         self._spawn(monitor.run())
@@ -175,24 +177,36 @@ class Stack:
         latencies = latencies_ms(ids, self.collector.seen, publisher.published)
         return Phase.of(rate, latencies, [], end - start, self._cpu(start, end))
 
-    async def decide_phase(self, records: Sequence[BenchRecord], rate: float) -> Phase:
-        """``POST /v1/decide`` for every record at ``rate``."""
+    async def decide_phase(
+        self, records: Sequence[BenchRecord], rate: float, from_due: bool = False
+    ) -> Phase:
+        """``POST /v1/decide`` for every record at ``rate``; latency from sending each
+        request (as the pipeline's is from publishing), or with ``from_due`` from when it was
+        due (a request waiting for a free slot counts the wait)."""
         self.check_alive()
         load = DecideLoad(self.api_url, concurrency=self.concurrency)
         before = await self._server_seconds()
+        health: list[float] = []
+        probe = asyncio.ensure_future(probe_health(self.api_url, 0.1, health))
         start = time.time()
-        calls = await load.run(records, rate)
-        end = time.time()
+        try:
+            calls = await load.run(records, rate)
+        finally:
+            end = time.time()
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         after = await self._server_seconds()
         served = after[1] - before[1]
         inside = (after[0] - before[0]) * 1000.0 / served if served else float("nan")
         return Phase.of(
             rate,
-            [c.latency_ms for c in calls],
+            [c.latency_ms if from_due else c.service_ms for c in calls],
             [c.status for c in calls],
             end - start,
             self._cpu(start, end),
             inside,
+            tuple(health),
         )
 
     async def _server_seconds(self) -> tuple[float, float]:

@@ -139,8 +139,8 @@ def test_the_record_budget_covers_both_phases_of_each_rate_and_every_sweep_step(
     args = parse_args(["--rates", "50,200", "--duration-s", "10", "--rounds", "2",
                        "--sweep-from", "400", "--sweep-max", "800", "--step-s", "5"])  # fmt: skip
 
-    assert args.sweep == [400, 800]
-    assert record_budget(args) == 2 * 500 + 2 * 2000 + 2000 + 4000
+    assert args.sweep == [200, 400, 800], "the highest rate compared first"
+    assert record_budget(args) == 2 * 500 + 2 * 2000 + 1000 + 2000 + 4000
 
 
 def test_phases_merged_pool_their_latencies_and_add_up_windows_and_cpu():
@@ -182,6 +182,10 @@ def test_the_time_inside_the_api_is_read_from_its_decide_histogram_only():
     )
 
     assert server_seconds(text) == (0.25, 5.0)
+
+
+def test_a_calls_service_time_leaves_out_its_wait_to_be_sent():
+    assert Call(200, latency_ms=30.0, waited_ms=12.0).service_ms == 18.0
 
 
 def test_figures_give_the_mean_too():
