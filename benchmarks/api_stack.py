@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
-import pstats
 import re
 import sys
 import time
@@ -20,6 +18,7 @@ import aiohttp
 import yaml
 
 from benchmarks.api_load import DecideLoad, probe_health, server_seconds
+from benchmarks.api_profile import report
 from benchmarks.api_report import Cpu, Phase
 from benchmarks.harness import latencies_ms, workdir_for
 from benchmarks.kafka_io import Collector, Publisher, wait_for_topics
@@ -245,13 +244,8 @@ class Stack:
             if processes is not None:
                 processes.stop()
 
-    def profile_report(self, top: int = 30) -> str:
-        """The API process's cProfile: the functions with the most own time, then the most
-        cumulative time."""
+    def profile_report(self, top: int = 25) -> str:
+        """The API process's cProfile (benchmarks/api_profile.py)."""
         if self.profile_path is None or not self.profile_path.exists():
             return "no profile was written"
-        text = io.StringIO()
-        stats = pstats.Stats(str(self.profile_path), stream=text)
-        stats.strip_dirs().sort_stats("tottime").print_stats(top)
-        stats.sort_stats("cumulative").print_stats(top)
-        return f"profile of the API process ({self.profile_path}):\n{text.getvalue()}"
+        return report(self.profile_path, top)

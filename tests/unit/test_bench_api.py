@@ -24,6 +24,7 @@ from benchmarks.api_load import (
     sweep_rates,
     target_met,
 )
+from benchmarks.api_profile import package_of
 from benchmarks.api_report import (
     Comparison,
     Cpu,
@@ -190,3 +191,13 @@ def test_a_calls_service_time_leaves_out_its_wait_to_be_sent():
 
 def test_figures_give_the_mean_too():
     assert figures([10.0, 20.0, 60.0]).mean_ms == 30.0
+
+
+def test_a_profiled_function_is_grouped_by_its_package():
+    site = "/work/.venv/lib/python3.11/site-packages"
+    assert package_of(f"{site}/aiokafka/protocol/types.py") == "aiokafka.protocol"
+    assert package_of(f"{site}/aiohttp/web_protocol.py") == "aiohttp"
+    assert package_of("/usr/lib/python3.11/asyncio/base_events.py") == "asyncio"
+    assert package_of("/repo/stream_engine/api/outputs.py") == "stream_engine.api.outputs"
+    assert package_of("<frozen importlib._bootstrap>") == "start-up (imports)"
+    assert package_of("~") == "builtins"
