@@ -1,28 +1,39 @@
 """The HTTP API against the pipeline's own latency: the customer-onboarding pipeline (5
 stages, simulated services at zero latency) on one broker - Apache Kafka by default
 (tests/kafka/apache_kafka.py, one KRaft node), or the embedded Tansu broker - with its stage
-workers (`stream-engine run`, as benchmarks/run.py starts them) and one API process
-(`stream-engine serve CONFIG --api-port 0`, api.anonymous: true).
+workers (`stream-engine run --stage S`, one per stage, as benchmarks/run.py's
+stream_engine_per_stage; ``--layout one`` for one worker) and one API process
+(`stream-engine serve CONFIG --api-port 0`, api.anonymous: true), warmed up first.
 
-At each rate of ``--rates`` (default 50 and 200 per second), for ``--duration-s`` each:
+At each rate of ``--rates`` (default 50 and 200 per second), ``--duration-s`` each, in
+``--rounds`` turns (so a change in the machine's load falls on both alike):
 
-* pipeline: records published to the input topic at the rate and their decisions read from
-  the output topics - benchmarks/run.py's ``--rate`` measurement, its own Publisher and
-  Collector (latency: publish -> decision seen);
-* decide: as many fresh records through ``POST /v1/decide`` at the same rate (open loop, at
-  most ``--concurrency`` in flight; latency: due time -> answer read).
+* pipeline: fresh records published to the input topic at the rate and their decisions read
+  from the output topics - benchmarks/run.py's ``--rate`` measurement, its Publisher and
+  Collector (latency: publish -> decision seen), the publisher lingering as the API's does;
+* decide: as many fresh records through ``POST /v1/decide`` at the same rate from an aiohttp
+  client (open loop, at most ``--concurrency`` in flight; latency: request sent -> answer
+  read, as the pipeline's is from publishing).
 
 The target (issue 16): decide's p99 at most the pipeline's own p99 + 10 ms at every rate.
-Then the capacity sweep: decide alone at ``--sweep-from`` requests/s, doubled each step (of
-``--step-s``) until the p99 reaches 1 s or an answer is a 202 or an error; the last rate that
-held is the most one API process sustained. CPU is per 1,000 calls (or records) within each
-phase's window: the API process (psutil, every 0.2 s), the workers, the broker.
-``--profile`` runs the API process under cProfile and prints where its time went (the
-figures of such a run are slower; use it to see what dominates, not for the table).
+Beside it, where a call's time goes: its mean as the caller sees it, inside the API process
+(the API's own request-duration histogram), the pipeline's mean, and ``GET /health`` round
+trips made during the phase (the HTTP hop with no Kafka in it).
 
-The last line of the output is one JSON object with the figures.
+Then the capacity sweep: decide alone at the highest rate compared, then from ``--sweep-from``
+doubled each step (of ``--step-s``) until the p99 - here from each request's due time, so a
+request waiting for a free slot counts its wait - reaches 1 s or an answer is a 202 or an
+error; the last rate that held is the most one API process sustained. CPU is seconds per
+1,000 calls (or records) within each phase's window (psutil every 0.2 s): the API process,
+the workers, this benchmark's process. ``--profile`` runs the API process under cProfile in
+CPU time (benchmarks/profiled.py) and prints where its time went by package (such a run is
+slower: use it to see what dominates, not for the figures).
 
-    .venv/bin/python benchmarks/api.py [--broker-kind kafka|embedded] [--layout one|per-stage]
+The last line of the output is one JSON object with the figures. The default run takes about
+3 minutes.
+
+    .venv/bin/python benchmarks/api.py [--broker-kind kafka|embedded] [--layout per-stage|one]
+        [--rates 50,200] [--duration-s 30] [--sweep-from 400] [--profile]
 """
 
 from __future__ import annotations
