@@ -74,12 +74,26 @@ def _dead_letter(message: Any) -> Answer | None:
         "pipeline": headers.get(DLQ_PREFIX + "pipeline"),
         "config_hash": headers.get(DLQ_PREFIX + "config_hash"),
     }
-    trace = headers.get(TRACE_HEADER)
+    trace = headers.get(TRACE_HEADER) or _envelope_trace(message.value, record_id)
     if trace:
         body["trace"] = trace
     return Answer(
         record_id, Status.DEAD_LETTER.value, orjson.dumps(body), int(message.timestamp), trace
     )
+
+
+def _envelope_trace(value: bytes | None, record_id: str) -> str | None:
+    """The trace of a dead letter from a later stage: its bytes are the envelope, which carries
+    the trace (only the first stage's message has a ``traceparent`` header to copy). Without
+    it, a waiting decide would take an older submission's dead letter for its own."""
+    try:
+        envelope = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get("record_id") != record_id:
+        return None
+    trace = envelope.get("trace")
+    return trace if isinstance(trace, str) and trace else None
 
 
 class OutputReader:
