@@ -150,6 +150,7 @@ async def test_a_record_dead_lettered_at_a_later_stage_is_answered_200_with_its_
     assert (body["record_id"], body["status"]) == (sent["id"], "dead_letter")
     assert (body["reason"], body["stage"], body["rule"]) == ("rule_error", "score", "scored")
     assert "division by zero" in body["message"]
+    assert body["trace"].startswith("00-"), "the trace of the submission it answers"
 
 
 async def test_a_batch_decide_answers_every_decision_in_request_order(stack: Stack) -> None:
@@ -349,6 +350,38 @@ async def test_a_decide_outrun_by_an_older_submission_of_its_id_gets_its_own_dec
     assert status == 200, body
     assert (body["record_id"], body["status"]) == (record_id, "approved")
     assert body["results"]["delay"]["outcome"] == "PASS"
+
+
+async def test_a_batch_with_one_record_id_twice_answers_each_submission_with_its_own_decision(
+    stack: Stack,
+) -> None:
+    record_id = new_id("twice")
+    sent = [record(REJECTED, record_id), record(APPROVED, record_id)]
+
+    status, body, _ = await stack.post("/v1/decide", {"records": sent})
+
+    assert status == 200, body
+    got = [(d["record_id"], d["status"]) for d in body["decisions"]]
+    assert got == [(record_id, "rejected"), (record_id, "approved")]
+
+
+@pytest.mark.parametrize("record_id", ["acct/7 é", "50%?#&", "12345"])
+async def test_a_record_id_that_needs_quoting_is_found_at_the_location_the_api_gave(
+    stack: Stack, record_id: str
+) -> None:
+    sent = {"id": int(record_id) if record_id.isdigit() else record_id, **APPROVED}
+
+    status, body, response = await stack.post("/v1/decide?timeout_ms=1", sent)
+
+    assert status == 202, body
+    assert body["record_id"] == record_id
+
+    async def found() -> Any:
+        got, answer = await get_json(stack.session, f"{stack.url}{response.headers['Location']}")
+        return answer if got == 200 else None
+
+    decision = await until(found)
+    assert (decision["record_id"], decision["status"]) == (record_id, "approved")
 
 
 async def test_a_traceparent_given_by_the_caller_carries_its_trace_id_to_the_decision(
