@@ -24,6 +24,7 @@ from stream_engine.api.view import Answer, DecisionView
 from stream_engine.core.outcome import OutputKind, Status
 from stream_engine.errors import BrokerError
 from stream_engine.runtime.cluster.settings import KafkaSettings
+from stream_engine.runtime.cluster.topics import describe_topics
 from stream_engine.runtime.cluster.topic_names import TopicNames
 from stream_engine.runtime.stage.codec import DLQ_PREFIX, TRACE_HEADER
 from stream_engine.runtime.stage.integrity import EnvelopeAuth
@@ -139,8 +140,10 @@ class OutputReader:
         self._task = asyncio.ensure_future(self._read())
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        known = await consumer.topics()
-        missing = [t for t in self.topics if t not in known]
+        # Partition counts from the broker, not the consumer's metadata: a topic created just
+        # before has none there yet (Apache Kafka), and no partition would be read.
+        counts = await describe_topics(self.topics, self.kafka)
+        missing = [t for t in self.topics if not counts.get(t)]
         if missing:
             raise BrokerError(
                 f"output topic(s) {', '.join(missing)} do not exist; create them with "
@@ -149,7 +152,7 @@ class OutputReader:
         partitions = [
             TopicPartition(topic, p)
             for topic in self.topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            for p in range(counts[topic] or 0)
         ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
