@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.cluster.settings import KafkaSettings
+from stream_engine.runtime.cluster.topics import describe_topics
 
 #: A record that passes both stages (approved), one that fails the first (rejected), and one
 #: the second stage's service cannot answer (100 / 0): a dead letter at the later stage.
@@ -174,15 +175,11 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
     """Each partition's end offset as the broker lists it: unchanged while nothing is
     published. (Tansu lists the last record batch's base offset + 1, so after a batch of
     several records it lists less than the true end; it still moves with every append.)"""
+    count = (await describe_topics([topic], kafka))[topic] or 0
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or ()
-            partitions = [TopicPartition(topic, p) for p in parts]
-        ends = await consumer.end_offsets(partitions)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()

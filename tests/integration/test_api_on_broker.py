@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from api_helpers import (
     APPROVED,
     DEAD_LETTER,
@@ -25,7 +26,6 @@ from api_helpers import (
     SLOW,
     api_metric,
     decision_of,
-    end_offsets,
     get_json,
     read_topic,
     tiny_pipeline,
@@ -38,7 +38,7 @@ from stream_engine.api.server import ApiServer, running_api
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.runtime.cluster.settings import KafkaSettings
 from stream_engine.runtime.cluster.topic_names import TopicNames
-from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import describe_topics, pipeline_topics
 from stream_engine.runtime.stage.codec import AUTH_HEADER
 from stream_engine.runtime.stage.integrity import EnvelopeAuth, envelope_auth
 from stream_engine.runtime.worker import StageWorker
@@ -59,6 +59,13 @@ class Stack:
     worker: StageWorker
     api: ApiServer
     session: aiohttp.ClientSession
+    probe: AIOKafkaConsumer
+    inputs: list[TopicPartition]
+
+    async def published(self) -> dict[int, int]:
+        """The input topic's end offsets as listed: they move with every record published."""
+        ends = await self.probe.end_offsets(self.inputs)
+        return {tp.partition: offset for tp, offset in ends.items()}
 
     @property
     def url(self) -> str:
@@ -78,13 +85,19 @@ async def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
     pipeline = tiny_pipeline(tmp_path_factory.mktemp("api"), broker)
     kafka = KafkaSettings(bootstrap_servers=broker)
     await ensure_topics(pipeline, kafka)
+    topics = pipeline_topics(pipeline)
+    count = (await describe_topics([topics.input], kafka))[topics.input] or 0
+    inputs = [TopicPartition(topics.input, p) for p in range(count)]
     worker = StageWorker(pipeline, kafka)
     await worker.start()
+    probe = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+    await probe.start()
     try:
         async with running_api(pipeline, kafka) as api, aiohttp.ClientSession() as session:
             await until(_true(worker.ready), 60)
-            yield Stack(pipeline, kafka, pipeline_topics(pipeline), worker, api, session)
+            yield Stack(pipeline, kafka, topics, worker, api, session, probe, inputs)
     finally:
+        await probe.stop()
         await worker.stop()
 
 
@@ -169,10 +182,10 @@ async def test_records_answers_202_once_the_record_is_on_the_input_topic_then_ge
     stack: Stack,
 ) -> None:
     sent = record(REJECTED)
-    before = await end_offsets(stack.kafka, stack.topics.input)
+    before = await stack.published()
 
     status, body, _ = await stack.post("/v1/records", sent)
-    after = await end_offsets(stack.kafka, stack.topics.input)
+    after = await stack.published()
 
     assert status == 202, body
     href = f"/v1/decisions/{sent['id']}"
@@ -248,10 +261,10 @@ REFUSALS: list[tuple[str, Any, int, str, str]] = [
 async def test_a_refused_request_is_a_problem_naming_it_and_publishes_nothing(
     stack: Stack, path: str, body: Any, status: int, kind: str, words: str
 ) -> None:
-    before = await end_offsets(stack.kafka, stack.topics.input)
+    before = await stack.published()
 
     got, problem, response = await stack.post(path, body)
-    after = await end_offsets(stack.kafka, stack.topics.input)
+    after = await stack.published()
 
     assert got == status, problem
     assert response.content_type == PROBLEM
@@ -276,12 +289,12 @@ async def test_a_batch_refusal_points_at_each_bad_record(stack: Stack) -> None:
 async def test_a_bad_timeout_ms_is_a_400_problem_and_publishes_nothing(
     stack: Stack, timeout_ms: str
 ) -> None:
-    before = await end_offsets(stack.kafka, stack.topics.input)
+    before = await stack.published()
 
     status, problem, response = await stack.post(
         f"/v1/decide?timeout_ms={timeout_ms}", record(APPROVED)
     )
-    after = await end_offsets(stack.kafka, stack.topics.input)
+    after = await stack.published()
 
     assert status == 400, problem
     assert response.content_type == PROBLEM
