@@ -219,6 +219,21 @@ async def test_get_of_an_unknown_record_id_is_a_404_problem(stack: Stack) -> Non
     assert "no decision is known" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind"),
+    [("GET", "/v1/decide", 405, "method-not-allowed"), ("GET", "/v2/nothing", 404, "not-found")],
+)
+async def test_a_wrong_method_or_path_is_a_problem_too(
+    stack: Stack, method: str, path: str, status: int, kind: str
+) -> None:
+    async with stack.session.request(method, f"{stack.url}{path}") as response:
+        body = await response.json(content_type=None)
+
+        assert response.status == status
+        assert response.content_type == PROBLEM
+    assert body["type"].endswith(f"/{kind}")
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -232,6 +247,7 @@ def _deep(depth: int) -> dict[str, Any]:
 #: (case, body, status, problem kind, words the detail says). Body: bytes as sent, else JSON.
 REFUSALS: list[tuple[str, Any, int, str, str]] = [
     ("invalid_json", b'{"id": "x", "amount": ', 400, "invalid-json", "not valid JSON"),
+    ("an_empty_body", b"", 400, "invalid-json", "not valid JSON"),
     ("not_an_object", b"[1, 2]", 400, "not-an-object", "JSON array"),
     ("a_string", b'"hello"', 400, "not-an-object", "JSON string"),
     ("body_over_max_body_bytes", {"id": "big", "amount": 1, "pad": "x" * 9000}, 413,
@@ -319,6 +335,9 @@ async def test_a_decide_that_times_out_answers_202_with_location_and_get_then_fi
     assert response.headers["Location"] == href
     decision = await decision_of(stack.session, stack.url, sent["id"])
     assert (decision["record_id"], decision["status"]) == (sent["id"], "approved")
+    assert await api_metric(stack.session, stack.url, "stream_engine_api_decide_timeouts_total")
+    waiting = await api_metric(stack.session, stack.url, "stream_engine_api_pending_decides")
+    assert waiting == 0, "the late call stopped waiting"
 
 
 async def test_a_batch_decide_that_times_out_answers_202_with_links_to_every_record(
@@ -347,6 +366,8 @@ async def test_a_decide_for_a_record_id_already_decided_returns_the_new_submissi
     assert status == 200, new
     assert new["status"] == "approved"
     assert new["trace"] != old["trace"]
+    latest = await decision_of(stack.session, stack.url, record_id)
+    assert latest["trace"] == new["trace"], "GET gives the latest decision"
 
 
 @pytest.mark.parametrize("older", [REJECTED, DEAD_LETTER], ids=["rejected", "dead_letter"])
@@ -438,6 +459,10 @@ async def test_a_pipeline_without_key_field_returns_a_generated_record_id_that_i
                 f"{base}/v1/decide", json=APPROVED, headers=headers
             ) as response:
                 named = await response.json()
+            async with stack.session.post(
+                f"{base}/v1/decide", json=APPROVED, headers={"Record-Id": "has spaces"}
+            ) as response:
+                refused = (response.status, (await response.json())["type"])
             generated = accepted["accepted"][0]["record_id"]
             polled = await decision_of(stack.session, base, generated)
     finally:
@@ -449,6 +474,8 @@ async def test_a_pipeline_without_key_field_returns_a_generated_record_id_that_i
     assert generated != decided["record_id"]
     assert (polled["record_id"], polled["status"]) == (generated, "rejected")
     assert (named["record_id"], named["status"]) == (given, "approved")
+    assert refused[0] == 400
+    assert refused[1].endswith("/invalid-record-id")
 
 
 async def test_a_new_api_server_rebuilds_its_view_and_answers_get_for_earlier_decisions(
