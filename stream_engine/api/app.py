@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream_engine.api.cors import Cors
 from stream_engine.api.intake import RECORD_ID_HEADER, Intake, Submission, decision_href
 from stream_engine.api.metrics import ApiMetrics
 from stream_engine.api.problems import PROBLEM_TYPE, ApiProblem, ProblemKind
@@ -72,7 +73,8 @@ class ApiApp:
         self._document: bytes | None = None
 
     def application(self) -> web.Application:
-        """The aiohttp application (bodies past ``api.max_body_bytes`` refused 413)."""
+        """The aiohttp application (bodies past ``api.max_body_bytes`` refused 413; CORS only
+        when ``api.cors`` is configured)."""
         app = web.Application(
             client_max_size=self.config.max_body_bytes, middlewares=[self._middleware]
         )
@@ -83,6 +85,8 @@ class ApiApp:
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.scrape)
+        if self.config.cors is not None:
+            Cors(self.config.cors).install(app)
         return app
 
     @web.middleware
