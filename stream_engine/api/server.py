@@ -29,6 +29,7 @@ from stream_engine.api.view import DecisionView
 from stream_engine.config.api_models import ApiTlsConfig
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.runtime.cluster.client_logs import redact_client_logs
 from stream_engine.runtime.cluster.settings import KafkaSettings, connected, reach
 from stream_engine.runtime.cluster.topics import pipeline_topics
 from stream_engine.runtime.stage.codec import TRACE_HEADER, Codec
@@ -78,6 +79,7 @@ class ApiServer:
                 "no API keys: list callers with their key hashes ('stream-engine api-key' "
                 "makes one), or set api.anonymous: true to let anyone decide",
             )
+        redact_client_logs()  # aiokafka's debug lines would hold the records it sends
         self.topics = pipeline_topics(pipeline)
         plan = pipeline.plan
         self.intake = Intake(
