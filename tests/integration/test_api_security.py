@@ -33,7 +33,7 @@ from stream_engine.api.server import ApiServer
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.pipeline import load_pipeline
 from stream_engine.runtime.cluster.settings import KafkaSettings, connected
-from stream_engine.runtime.cluster.topics import pipeline_topics
+from stream_engine.runtime.cluster.topics import describe_topics, pipeline_topics
 from stream_engine.runtime.worker import StageWorker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -129,11 +129,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def input_ends(kafka: KafkaSettings, topic: str) -> dict[int, int]:
-    """The end offset of each partition of ``topic``."""
+    """The end offset of each partition of ``topic`` (its partitions from the cluster: a
+    consumer's own metadata need not know a topic created a moment ago)."""
+    count = (await describe_topics([topic], kafka))[topic]
+    assert count, f"{topic} has no partitions"
+    partitions = [TopicPartition(topic, p) for p in range(count)]
     consumer = AIOKafkaConsumer(**kafka.consumer(group_id=None, enable_auto_commit=False))
     async with connected(consumer, kafka):
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = await consumer.end_offsets(partitions)
     return {tp.partition: offset for tp, offset in ends.items()}
 
