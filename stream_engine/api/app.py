@@ -28,6 +28,8 @@ log = logging.getLogger("stream_engine.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Publish = Callable[[Sequence[Submission]], Awaitable[None]]
 JSON = "application/json"
+#: The admitted caller of a request, for the access log and the metrics.
+CALLER = web.RequestKey("caller", Caller)
 
 
 def json_response(
@@ -105,8 +107,8 @@ class ApiApp:
             response = problem_response(ApiProblem(kind, exc.reason or kind.value), route)
             response.set_status(exc.status)
         elapsed = time.perf_counter() - started
-        caller = request.get("caller")
-        key_id = caller.key_id if isinstance(caller, Caller) else "-"
+        caller = request.get(CALLER)
+        key_id = caller.key_id if caller is not None else "-"
         self.metrics.answered(route, response.status, key_id, elapsed)
         if self.config.access_log:
             log.info(
@@ -118,7 +120,7 @@ class ApiApp:
     def _admit(self, request: web.Request, scope: Scope) -> Caller:
         """The caller, if it may use this endpoint now; else the problem that says why not."""
         caller = self.guard.caller(request.headers)
-        request["caller"] = caller
+        request[CALLER] = caller
         self.guard.allow(caller, scope)
         reason = self.unready()
         if reason is not None:
