@@ -78,9 +78,7 @@ def record_validator(doc: dict[str, Any]) -> Draft202012Validator:
     registry: Registry[Any] = Registry().with_resource(
         BASE, Resource.from_contents(doc, default_specification=DRAFT202012)
     )
-    return Draft202012Validator(
-        {"$ref": f"{BASE}#/components/schemas/Record"}, registry=registry
-    )
+    return Draft202012Validator({"$ref": f"{BASE}#/components/schemas/Record"}, registry=registry)
 
 
 def with_input_schema(tmp_path: Path, schema: dict[str, Any]) -> CompiledPipeline:
