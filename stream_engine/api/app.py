@@ -103,8 +103,7 @@ class ApiApp:
         elapsed = time.perf_counter() - started
         caller = request.get("caller")
         key_id = caller.key_id if isinstance(caller, Caller) else "-"
-        self.metrics.requests.labels(route, str(response.status), key_id).inc()
-        self.metrics.duration.labels(route).observe(elapsed)
+        self.metrics.answered(route, response.status, key_id, elapsed)
         if self.config.access_log:
             log.info(
                 "%s %s %d key=%s %.1fms", request.method, route, response.status, key_id,
@@ -136,7 +135,7 @@ class ApiApp:
 
     async def _publish(self, submissions: Sequence[Submission], route: str) -> None:
         await self.publish(submissions)
-        self.metrics.records.labels(route).inc(len(submissions))
+        self.metrics.published(route, len(submissions))
 
     def _timeout_s(self, request: web.Request) -> float:
         text = request.query.get("timeout_ms")
@@ -178,7 +177,7 @@ class ApiApp:
     ) -> web.Response:
         late = [s for s, a in zip(submissions, answers, strict=True) if a is None]
         if late:
-            self.metrics.timeouts.inc()
+            self.metrics.timed_out()
         if not batch:
             answer = answers[0]
             if answer is not None:

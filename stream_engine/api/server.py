@@ -89,13 +89,13 @@ class ApiServer:
         self.view = DecisionView(
             config.view.max_decisions, config.view.retention_s, config.max_pending
         )
-        self.metrics = ApiMetrics(lambda: self.view.pending, lambda: len(self.view))
+        self.metrics = ApiMetrics(plan.name, lambda: self.view.pending, lambda: len(self.view))
         self.reader = OutputReader(
             self.topics,
             kafka,
             self.view,
             envelope_auth(pipeline),
-            lambda topic: self.metrics.refused.labels(topic).inc(),
+            self.metrics.refused,
         )
         self._producer: AIOKafkaProducer | None = None
         self._stack = contextlib.AsyncExitStack()
