@@ -25,6 +25,7 @@ from stream_engine.core.outcome import OutputKind, Status
 from stream_engine.errors import BrokerError
 from stream_engine.runtime.cluster.settings import KafkaSettings
 from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.cluster.topics import describe_topics
 from stream_engine.runtime.stage.codec import DLQ_PREFIX, TRACE_HEADER
 from stream_engine.runtime.stage.integrity import EnvelopeAuth
 
@@ -125,17 +126,17 @@ class OutputReader:
         self._task = asyncio.ensure_future(self._read())
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        known = await consumer.topics()
-        missing = [t for t in self.topics if t not in known]
+        # Partition counts from the cluster itself: the consumer's own metadata need not know a
+        # topic created a moment ago (Apache Kafka), and an unknown topic would read nothing.
+        counts = await describe_topics(self.topics, self.kafka)
+        missing = [t for t, count in counts.items() if not count]
         if missing:
             raise BrokerError(
                 f"output topic(s) {', '.join(missing)} do not exist; create them with "
                 "'stream-engine topics create CONFIG'"
             )
         partitions = [
-            TopicPartition(topic, p)
-            for topic in self.topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p) for topic in self.topics for p in range(counts[topic] or 0)
         ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)

@@ -118,10 +118,9 @@ class ApiServer:
             return "rebuilding the view of decisions from the output topics"
         return None
 
-    async def start(self) -> str:
-        """Listen, connect, start reading the outputs; returns the URL. ``/ready`` answers
-        503 until the view is rebuilt."""
-        app = ApiApp(
+    def app(self) -> ApiApp:
+        """The routes over this process's parts (its OpenAPI document says who may call)."""
+        return ApiApp(
             self.config,
             self.intake,
             self.view,
@@ -129,9 +128,13 @@ class ApiServer:
             self.guard,
             self.metrics,
             self.unready,
-            lambda: document(self.pipeline),
+            lambda: document(self.pipeline, anonymous=self.guard.anonymous),
         )
-        runner = web.AppRunner(app.application(), access_log=None, handle_signals=False)
+
+    async def start(self) -> str:
+        """Listen, connect, start reading the outputs; returns the URL. ``/ready`` answers
+        503 until the view is rebuilt."""
+        runner = web.AppRunner(self.app().application(), access_log=None, handle_signals=False)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl)
