@@ -24,8 +24,8 @@ from stream_engine.api.view import Answer, DecisionView
 from stream_engine.core.outcome import OutputKind, Status
 from stream_engine.errors import BrokerError
 from stream_engine.runtime.cluster.settings import KafkaSettings
-from stream_engine.runtime.cluster.topics import describe_topics
 from stream_engine.runtime.cluster.topic_names import TopicNames
+from stream_engine.runtime.cluster.topics import describe_topics
 from stream_engine.runtime.stage.codec import DLQ_PREFIX, TRACE_HEADER
 from stream_engine.runtime.stage.integrity import EnvelopeAuth
 
@@ -75,26 +75,12 @@ def _dead_letter(message: Any) -> Answer | None:
         "pipeline": headers.get(DLQ_PREFIX + "pipeline"),
         "config_hash": headers.get(DLQ_PREFIX + "config_hash"),
     }
-    trace = headers.get(TRACE_HEADER) or _envelope_trace(message.value, record_id)
+    trace = headers.get(TRACE_HEADER)
     if trace:
         body["trace"] = trace
     return Answer(
         record_id, Status.DEAD_LETTER.value, orjson.dumps(body), int(message.timestamp), trace
     )
-
-
-def _envelope_trace(value: bytes | None, record_id: str) -> str | None:
-    """The trace of a dead letter from a later stage: its bytes are the envelope, which carries
-    the trace (only the first stage's message has a ``traceparent`` header to copy). Without
-    it, a waiting decide would take an older submission's dead letter for its own."""
-    try:
-        envelope = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(envelope, dict) or envelope.get("record_id") != record_id:
-        return None
-    trace = envelope.get("trace")
-    return trace if isinstance(trace, str) and trace else None
 
 
 class OutputReader:
@@ -140,19 +126,17 @@ class OutputReader:
         self._task = asyncio.ensure_future(self._read())
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        # Partition counts from the broker, not the consumer's metadata: a topic created just
-        # before has none there yet (Apache Kafka), and no partition would be read.
+        # Partition counts from the cluster itself: the consumer's own metadata need not know a
+        # topic created a moment ago (Apache Kafka), and an unknown topic would read nothing.
         counts = await describe_topics(self.topics, self.kafka)
-        missing = [t for t in self.topics if not counts.get(t)]
+        missing = [t for t, count in counts.items() if not count]
         if missing:
             raise BrokerError(
                 f"output topic(s) {', '.join(missing)} do not exist; create them with "
                 "'stream-engine topics create CONFIG'"
             )
         partitions = [
-            TopicPartition(topic, p)
-            for topic in self.topics
-            for p in range(counts[topic] or 0)
+            TopicPartition(topic, p) for topic in self.topics for p in range(counts[topic] or 0)
         ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)

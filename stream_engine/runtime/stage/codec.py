@@ -333,9 +333,16 @@ class Codec:
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
     def dead_letter_headers(
-        self, letter: DeadLetter, message: Incoming, record_id: str | None, attempt: int
+        self,
+        letter: DeadLetter,
+        message: Incoming,
+        record_id: str | None,
+        attempt: int,
+        trace: str | None = None,
     ) -> Headers:
-        """Headers that explain a dead letter (Kafka Connect / Spring Kafka style)."""
+        """Headers that explain a dead letter (Kafka Connect / Spring Kafka style). Its
+        ``traceparent`` is the message's, else the record's (an envelope carries it inside),
+        so whoever waits for the record - the HTTP API - can tell its letter apart."""
         fields = {
             "original.topic": message.topic,
             "original.partition": str(message.partition),
@@ -358,9 +365,11 @@ class Codec:
             # The original tag, so ``dlq replay`` can send an envelope back to its topic as
             # it was written (the stage verifies it again there).
             headers.append((ORIGINAL_AUTH_HEADER, auth))
-        trace = message.header(TRACE_HEADER)
-        if trace:
-            headers.append((TRACE_HEADER, trace))
+        traceparent = message.header(TRACE_HEADER) or (
+            trace.encode("ascii", "replace") if trace else None
+        )
+        if traceparent:
+            headers.append((TRACE_HEADER, traceparent))
         return headers
 
 

@@ -226,7 +226,7 @@ class StageProcessor:
                 outcome.audit,
             )
             report.outcomes.append(outcome)
-            self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+            self._dead_letter(report, letter, message, state.record_id, _attempt(state), state)
             report.outgoing[-1].outcome, report.outgoing[-1].state = outcome, state
             return None
         except Exception as exc:  # noqa: BLE001 - an engine bug on one record: tried alone
@@ -236,7 +236,7 @@ class StageProcessor:
             letter = outcome.dead_letter or DeadLetter(
                 DeadLetterReason.INTERNAL_ERROR, self.stage.name, "dead-lettered without a reason"
             )
-            self._dead_letter(report, letter, message, state.record_id, _attempt(state))
+            self._dead_letter(report, letter, message, state.record_id, _attempt(state), state)
             report.outgoing[-1].outcome, report.outgoing[-1].state = outcome, state
         elif decision is not None:
             report.decisions.append(decision)
@@ -349,9 +349,11 @@ class StageProcessor:
         message: Incoming,
         record_id: str | None,
         attempt: int,
+        state: RecordState | None = None,
     ) -> None:
         report.dead_letters.append(letter)
-        headers = self.codec.dead_letter_headers(letter, message, record_id, attempt)
+        trace = None if state is None else state.extras.get("trace")
+        headers = self.codec.dead_letter_headers(letter, message, record_id, attempt, trace)
         key = record_id.encode() if record_id else message.key
         out = self._sealed(self.topics.dlq, key, message.value or b"", headers)
         out.source = message

@@ -19,8 +19,12 @@ import jsonschema
 import pytest
 import yaml
 
+from stream_engine.api.metrics import API_METRIC_NAMES
 from stream_engine.pipeline import load_pipeline
-from stream_engine.runtime.observe.metrics import METRIC_NAMES
+from stream_engine.runtime.observe import metrics as worker_metrics
+
+#: What the dashboard may show: the workers' metrics and the API processes'.
+METRIC_NAMES = (*worker_metrics.METRIC_NAMES, *API_METRIC_NAMES)
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -241,7 +245,9 @@ def test_prometheus_finds_every_worker_service_through_dns_on_the_metrics_port(
     prometheus_config: dict[str, Any], workers: dict[str, dict[str, Any]]
 ):
     assert prometheus_config["global"]["scrape_interval"] == "5s"
-    jobs = [job for job in prometheus_config["scrape_configs"] if "dns_sd_configs" in job]
+    jobs = [
+        job for job in prometheus_config["scrape_configs"] if job["job_name"] == "stream-engine"
+    ]
     assert len(jobs) == 1
     job = jobs[0]
     assert job.get("metrics_path", "/metrics") == "/metrics"
@@ -252,6 +258,38 @@ def test_prometheus_finds_every_worker_service_through_dns_on_the_metrics_port(
         assert sd["port"] == METRICS_PORT
         names.update(sd["names"])
     assert names == set(workers)
+
+
+def test_prometheus_scrapes_the_api_service_on_its_port(
+    prometheus_config: dict[str, Any], services: dict[str, dict[str, Any]]
+):
+    [job] = [j for j in prometheus_config["scrape_configs"] if j["job_name"] == "stream-engine-api"]
+    [sd] = job["dns_sd_configs"]
+    assert sd["names"] == ["api"]
+    assert sd["port"] == int(option(command_of(services["api"]), "--api-port") or 0)
+
+
+# -- The HTTP API -----------------------------------------------------------------------------
+
+
+def test_the_api_service_serves_the_onboarding_pipeline_on_a_host_port(
+    services: dict[str, dict[str, Any]],
+):
+    api = services["api"]
+    args = command_of(api)
+    assert args[:2] == ["serve", ONBOARDING]
+    assert option(args, "--broker") == "kafka:9092"
+    assert option(args, "--api-host") == "0.0.0.0"
+    assert api["ports"] == [f"{option(args, '--api-port')}:{option(args, '--api-port')}"]
+    assert api["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
+    assert "/health" in " ".join(api["healthcheck"]["test"])
+
+
+def test_the_api_service_verifies_decisions_with_the_workers_envelope_key(
+    services: dict[str, dict[str, Any]], workers: dict[str, dict[str, Any]]
+):
+    key = services["api"]["environment"]["STREAM_ENGINE_ENVELOPE_KEY"]
+    assert {w["environment"]["STREAM_ENGINE_ENVELOPE_KEY"] for w in workers.values()} == {key}
 
 
 # -- Grafana ----------------------------------------------------------------------------------

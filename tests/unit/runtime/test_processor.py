@@ -217,3 +217,18 @@ def test_each_stage_processor_knows_where_it_forwards(pipeline):
         built = processor(pipeline, stage)
         assert built.first is (stage == "preprocessing")
         assert built.next_topic == (topics.stage_inputs[following] if following else None)
+
+
+async def test_a_later_stages_dead_letter_carries_the_records_traceparent(tmp_path):
+    small = load_small(tmp_path)
+    first = await processor(small, "checks").process(
+        [message({"id": "R-1", "name": 7}, topic="demo.input",
+                 headers=[("traceparent", TRACEPARENT)])]
+    )  # fmt: skip
+    [forwarded] = first.outgoing
+    assert [name for name, _ in forwarded.headers] == ["se.auth"]
+    report = await processor(small, "scoring").process([hop(forwarded)])
+    [dead] = report.outgoing
+    headers = dict(dead.headers)
+    assert (dead.topic, headers["dlq.reason"]) == ("demo.dlq", b"rule_error")
+    assert headers["traceparent"] == TRACEPARENT
