@@ -102,6 +102,8 @@ async def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
 
 
 def _true(check: Any) -> Any:
+    """A plain predicate as the coroutine function ``until`` polls."""
+
     async def call() -> Any:
         return check()
 
