@@ -2,12 +2,14 @@
 
 The public API, importable from the package itself::
 
-    from stream_engine import (Client, load_pipeline, register_rule, register_service,
-                               ConfiguredRule, RuleParams, RuleContext, Verdict, passed,
-                               failed, StreamEngineError, ConfigError)
+    from stream_engine import (Client, HttpClient, SyncHttpClient, ApiError, load_pipeline,
+                               register_rule, register_service, ConfiguredRule, RuleParams,
+                               RuleContext, Verdict, passed, failed, StreamEngineError,
+                               ConfigError)
 
 Names are loaded on first use, so ``import stream_engine`` (and the CLI) stays light: the Kafka
-client behind ``Client`` is imported only when ``Client`` is.
+client behind ``Client`` is imported only when ``Client`` is, aiohttp only when an
+``HttpClient`` opens its session.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ __version__ = "0.1.0"
 #: Each public name and the module that defines it.
 _EXPORTS = {
     "Client": "stream_engine.client",
+    "HttpClient": "stream_engine.http_client",
+    "SyncHttpClient": "stream_engine.http_client",
+    "ApiError": "stream_engine.http_client",
     "load_pipeline": "stream_engine.pipeline",
     "register_rule": "stream_engine.rules.base",
     "register_service": "stream_engine.services.base",
@@ -34,12 +39,15 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ApiError",
     "Client",
     "ConfigError",
     "ConfiguredRule",
+    "HttpClient",
     "RuleContext",
     "RuleParams",
     "StreamEngineError",
+    "SyncHttpClient",
     "Verdict",
     "__version__",
     "failed",
@@ -54,6 +62,7 @@ if TYPE_CHECKING:
     from stream_engine.core.result import Verdict, failed, passed
     from stream_engine.core.rule import RuleContext
     from stream_engine.errors import ConfigError, StreamEngineError
+    from stream_engine.http_client import ApiError, HttpClient, SyncHttpClient
     from stream_engine.pipeline import load_pipeline
     from stream_engine.rules.base import ConfiguredRule, RuleParams, register_rule
     from stream_engine.services.base import register_service

@@ -1,5 +1,7 @@
 """A small async client for applications: publish records to a pipeline's input topic and
-iterate the decisions that come out (approved/completed, rejected, review, dead letters).
+iterate the decisions that come out (approved/completed, rejected, review, dead letters). An
+application that talks to the HTTP API instead uses ``HttpClient`` or ``SyncHttpClient``
+(``http_client.py``, re-exported here).
 
     async with Client("configs/customer_onboarding.yaml", broker="127.0.0.1:9092") as client:
         await client.publish({"customer_id": "C-1", ...})
@@ -23,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.core.outcome import OutputKind
 from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.http_client import ApiConnectionError, ApiError, HttpClient, SyncHttpClient
 from stream_engine.runtime.cluster.settings import KafkaSettings, connected
 from stream_engine.runtime.cluster.topic_names import TopicNames
 from stream_engine.runtime.cluster.topics import pipeline_topics
@@ -174,4 +177,6 @@ class Client:
         return found
 
 
-__all__ = ["OUTPUTS", "Client"]
+__all__ = [
+    "OUTPUTS", "ApiConnectionError", "ApiError", "Client", "HttpClient", "SyncHttpClient",
+]  # fmt: skip

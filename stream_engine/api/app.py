@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream_engine.api.cors import Cors
 from stream_engine.api.intake import RECORD_ID_HEADER, Intake, Submission, decision_href
 from stream_engine.api.metrics import ApiMetrics
 from stream_engine.api.problems import PROBLEM_TYPE, ApiProblem, ProblemKind
@@ -27,6 +28,8 @@ log = logging.getLogger("stream_engine.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Publish = Callable[[Sequence[Submission]], Awaitable[None]]
 JSON = "application/json"
+#: The admitted caller of a request, for the access log and the metrics.
+CALLER = web.RequestKey("caller", Caller)
 
 
 def json_response(
@@ -72,7 +75,8 @@ class ApiApp:
         self._document: bytes | None = None
 
     def application(self) -> web.Application:
-        """The aiohttp application (bodies past ``api.max_body_bytes`` refused 413)."""
+        """The aiohttp application (bodies past ``api.max_body_bytes`` refused 413; CORS only
+        when ``api.cors`` is configured)."""
         app = web.Application(
             client_max_size=self.config.max_body_bytes, middlewares=[self._middleware]
         )
@@ -83,6 +87,8 @@ class ApiApp:
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.scrape)
+        if self.config.cors is not None:
+            Cors(self.config.cors).install(app)
         return app
 
     @web.middleware
@@ -101,8 +107,8 @@ class ApiApp:
             response = problem_response(ApiProblem(kind, exc.reason or kind.value), route)
             response.set_status(exc.status)
         elapsed = time.perf_counter() - started
-        caller = request.get("caller")
-        key_id = caller.key_id if isinstance(caller, Caller) else "-"
+        caller = request.get(CALLER)
+        key_id = caller.key_id if caller is not None else "-"
         self.metrics.answered(route, response.status, key_id, elapsed)
         if self.config.access_log:
             log.info(
@@ -114,7 +120,7 @@ class ApiApp:
     def _admit(self, request: web.Request, scope: Scope) -> Caller:
         """The caller, if it may use this endpoint now; else the problem that says why not."""
         caller = self.guard.caller(request.headers)
-        request["caller"] = caller
+        request[CALLER] = caller
         self.guard.allow(caller, scope)
         reason = self.unready()
         if reason is not None:

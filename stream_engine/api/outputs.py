@@ -126,11 +126,10 @@ class OutputReader:
         self._task = asyncio.ensure_future(self._read())
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        # Asked of the cluster: a consumer with no subscription holds metadata of no topic
-        # (Apache Kafka answers its empty metadata request with none), so its
-        # partitions_for_topic would assign nothing there.
+        # Partition counts from the cluster itself: the consumer's own metadata need not know a
+        # topic created a moment ago (Apache Kafka), and an unknown topic would read nothing.
         counts = await describe_topics(self.topics, self.kafka)
-        missing = [t for t in self.topics if not counts.get(t)]
+        missing = [t for t, count in counts.items() if not count]
         if missing:
             raise BrokerError(
                 f"output topic(s) {', '.join(missing)} do not exist; create them with "

@@ -33,19 +33,21 @@ def new_key() -> str:
 
 @dataclass(slots=True)
 class _Bucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up; full at its
+    first request (whatever clock ``now`` is read from)."""
 
     rate: float
     burst: float
     tokens: float = field(init=False)
-    at: float = field(default_factory=time.monotonic)
+    at: float | None = None
 
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
     def take(self, now: float) -> float:
         """0 when a token was taken; else the seconds until one will be there."""
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        elapsed = 0.0 if self.at is None else max(0.0, now - self.at)
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.at = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0

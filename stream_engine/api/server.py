@@ -29,6 +29,7 @@ from stream_engine.api.view import DecisionView
 from stream_engine.config.api_models import ApiTlsConfig
 from stream_engine.config.compiled import CompiledPipeline
 from stream_engine.errors import ConfigError, StreamEngineError
+from stream_engine.runtime.cluster.client_logs import redact_client_logs
 from stream_engine.runtime.cluster.settings import KafkaSettings, connected, reach
 from stream_engine.runtime.cluster.topics import pipeline_topics
 from stream_engine.runtime.stage.codec import TRACE_HEADER, Codec
@@ -78,6 +79,7 @@ class ApiServer:
                 "no API keys: list callers with their key hashes ('stream-engine api-key' "
                 "makes one), or set api.anonymous: true to let anyone decide",
             )
+        redact_client_logs()  # aiokafka's debug lines would hold the records it sends
         self.topics = pipeline_topics(pipeline)
         plan = pipeline.plan
         self.intake = Intake(
@@ -116,10 +118,9 @@ class ApiServer:
             return "rebuilding the view of decisions from the output topics"
         return None
 
-    async def start(self) -> str:
-        """Listen, connect, start reading the outputs; returns the URL. ``/ready`` answers
-        503 until the view is rebuilt."""
-        app = ApiApp(
+    def app(self) -> ApiApp:
+        """The routes over this process's parts (its OpenAPI document says who may call)."""
+        return ApiApp(
             self.config,
             self.intake,
             self.view,
@@ -127,9 +128,13 @@ class ApiServer:
             self.guard,
             self.metrics,
             self.unready,
-            lambda: document(self.pipeline),
+            lambda: document(self.pipeline, anonymous=self.guard.anonymous),
         )
-        runner = web.AppRunner(app.application(), access_log=None, handle_signals=False)
+
+    async def start(self) -> str:
+        """Listen, connect, start reading the outputs; returns the URL. ``/ready`` answers
+        503 until the view is rebuilt."""
+        runner = web.AppRunner(self.app().application(), access_log=None, handle_signals=False)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl)

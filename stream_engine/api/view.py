@@ -1,9 +1,10 @@
 """The API's memory of decisions: the latest answer per record id, bounded in count and age
 (``api.view``), and the decide calls of this process waiting for theirs.
 
-A waiter is matched by record id and, when the answer carries one, by the ``traceparent`` the
-API gave the record it published - so a decide call gets the decision of its own submission,
-not an older decision of a record with the same id."""
+A waiter is matched by record id and by the ``traceparent`` the API gave the record it
+published, which the workers carry into its decision or dead letter - so a decide call gets the
+answer to its own submission, never an older one of a record with the same id (an answer
+without that trace leaves the call to time out into a 202, and ``GET`` still finds it)."""
 
 from __future__ import annotations
 
@@ -68,8 +69,7 @@ class DecisionView:
         waiters = self._waiting.get(answer.record_id)
         if waiters:
             for waiter in list(waiters):
-                matches = answer.trace is None or answer.trace == waiter.trace
-                if matches and not waiter.future.done():
+                if answer.trace == waiter.trace and not waiter.future.done():
                     waiter.future.set_result(answer)
 
     def _evict(self, now_ms: int) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stream_engine.api.problems import TYPE_BASE, ProblemKind
 from stream_engine.runtime.stage.contracts import DecisionModel
 
 
@@ -69,7 +70,7 @@ class ProblemError(_Body):
     """One refused record of a batch."""
 
     pointer: str = Field(description="JSON pointer of the record in the request body")
-    kind: str
+    kind: ProblemKind = Field(description="why this record was refused")
     detail: str
 
 
@@ -78,13 +79,15 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[ProblemError] | None = None
-    retry_after_s: int | None = None
+    type: str = Field(description="a URI naming the kind: " + TYPE_BASE + "<kind>")
+    title: str = Field(description="the kind's title, the same for every problem of the kind")
+    status: int = Field(ge=400, le=599, description="the HTTP status")
+    detail: str = Field(description="what was wrong with this request")
+    instance: str | None = Field(None, description="the route that refused it")
+    errors: list[ProblemError] | None = Field(
+        None, description="every refused record of a batch (nothing was published)"
+    )
+    retry_after_s: int | None = Field(None, description="seconds until the key may call again")
 
 
 class Health(_Body):

@@ -287,12 +287,16 @@ def written_literally(written: Any) -> bool:
     return isinstance(form, str) and SECRET_PLACEHOLDER in form
 
 
+#: Top-level sections ``config_hash`` leaves out: they change nothing a stage decides.
+NOT_HASHED = frozenset({"kafka", "api"})
+
+
 def hashed_part(data: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``config_hash`` covers: the effective configuration without ``kafka`` (where it
-    runs, not what it decides), with each secret - ``pii.hash_key``, HTTP service ``headers``
-    - in its ``secret_form``, never its value: the hash is in every decision, and a hash of a
-    weak secret can be guessed offline."""
-    out = {k: v for k, v in data.items() if k != "kafka"}
+    """What ``config_hash`` covers: the effective configuration without ``kafka`` and ``api``
+    (where it runs and how it is served, not what it decides), with each secret -
+    ``pii.hash_key``, HTTP service ``headers`` - in its ``secret_form``, never its value: the
+    hash is in every decision, and a hash of a weak secret can be guessed offline."""
+    out = {k: v for k, v in data.items() if k not in NOT_HASHED}
     pii, pii_written = out.get("pii"), written.get("pii")
     if isinstance(pii, dict) and isinstance(pii_written, dict) and "hash_key" in pii:
         out["pii"] = {**pii, "hash_key": secret_form(pii_written.get("hash_key"))}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from stream_engine.core.plan import StagePlan
 from stream_engine.errors import ConfigError
+from stream_engine.runtime.cluster.client_logs import redact_client_logs
 from stream_engine.runtime.cluster.settings import KafkaSettings
 from stream_engine.runtime.cluster.topic_names import TopicNames
 from stream_engine.runtime.cluster.topics import pipeline_topics
@@ -59,6 +60,7 @@ class StageWorker:
         stages: Sequence[str] | None = None,
         worker: str | None = None,
     ) -> None:
+        redact_client_logs()  # aiokafka's debug lines would hold the records the stages send
         self.pipeline = pipeline
         self.kafka = kafka
         self.topics = pipeline_topics(pipeline)

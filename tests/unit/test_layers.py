@@ -21,6 +21,7 @@ LAYERS = {
     "casetest": 6,
     "catalogue": 5,
     "client": 5,
+    "http_client": 5,
     "api": 5,
     "cli": 7,
     "__init__": 8,

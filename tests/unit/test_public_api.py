@@ -12,6 +12,9 @@ import stream_engine
 
 PUBLIC = [
     "Client",
+    "HttpClient",
+    "SyncHttpClient",
+    "ApiError",
     "load_pipeline",
     "register_rule",
     "register_service",

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_engine.config.models import KafkaConfig
 from stream_engine.errors import BrokerError
+from stream_engine.runtime.cluster.client_logs import redact_client_logs
 
 if TYPE_CHECKING:
     from stream_engine.config.compiled import CompiledPipeline
@@ -180,7 +181,9 @@ _NOISE = _BootstrapNoise()
 
 def quiet_libraries(verbose: bool = False) -> None:
     """faust and aiokafka log a lot at INFO; keep their warnings, drop the chatter (and, unless
-    ``verbose``, aiokafka's bootstrap failures, which ``connected`` reports)."""
+    ``verbose``, aiokafka's bootstrap failures, which ``connected`` reports); never the
+    contents of messages at any level (``redact_client_logs``)."""
+    redact_client_logs()
     for name in ("faust", "aiokafka", "mode", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     clients = logging.getLogger("aiokafka")

@@ -54,15 +54,15 @@ def test_a_waiter_gets_the_answer_with_its_own_trace_only() -> None:
     asyncio.run(go())
 
 
-def test_an_answer_without_a_trace_resolves_every_waiter_of_its_record() -> None:
+def test_an_answer_without_a_trace_answers_no_waiter_but_is_kept_for_get() -> None:
     async def go() -> None:
         view = DecisionView(max_decisions=10, retention_s=3600, max_pending=10)
-        first, second = view.expect("a", "t1"), view.expect("a", "t2")
-        other = view.expect("b", "t3")
-        view.offer(answer("a", 1, None, "dead_letter"))
-        assert first.done()
-        assert second.done()
-        assert not other.done()
+        waiting = view.expect("a", "t1")
+        view.offer(answer("a", 1, None, "dead_letter"), now_ms=1)
+        assert not waiting.done()
+        found = view.get("a", now_ms=1)
+        assert found is not None
+        assert found.status == "dead_letter"
 
     asyncio.run(go())
 

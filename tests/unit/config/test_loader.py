@@ -224,3 +224,9 @@ def test_what_content_hash_covers_of_a_secret_is_its_references_only():
     part = hashed_part(data, written)
     assert part["pii"]["hash_key"] == "<secret>${PII_KEY:-<secret>}"
     assert part["services"]["crm"]["params"]["headers"] == {"A": "<secret>${TOKEN}"}
+
+
+def test_the_api_and_kafka_sections_do_not_change_the_config_hash():
+    base = {"pipeline": "p", "stages": {"s": {}}}
+    served = {**base, "api": {"port": 9000, "keys": []}, "kafka": {"bootstrap_servers": "k:9092"}}
+    assert hashed_part(served, served) == hashed_part(base, base)
