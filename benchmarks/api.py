@@ -3,7 +3,8 @@ stages, simulated services at zero latency) on one broker - Apache Kafka by defa
 (tests/kafka/apache_kafka.py, one KRaft node), or the embedded Tansu broker - with its stage
 workers (`stream-engine run --stage S`, one per stage, as benchmarks/run.py's
 stream_engine_per_stage; ``--layout one`` for one worker) and one API process
-(`stream-engine serve CONFIG --api-port 0`, api.anonymous: true), warmed up first.
+(`stream-engine serve CONFIG --api-port 0`, one API key: the benchmark's, with no rate
+limit), warmed up first.
 
 At each rate of ``--rates`` (default 50 and 200 per second), ``--duration-s`` each, in
 ``--rounds`` turns (so a change in the machine's load falls on both alike):

@@ -21,6 +21,7 @@ import aiohttp
 
 from benchmarks.measure import percentile
 from benchmarks.records import BenchRecord
+from stream_engine.api.security import API_KEY_HEADER
 
 #: A transport failure (no HTTP status): connection refused, reset, client timeout.
 NO_STATUS = 0
@@ -151,14 +152,25 @@ class DecideLoad:
 
     url: str
     concurrency: int = 64
-    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    #: The caller's API key (``X-API-Key``).
+    key: str | None = None
     timeout_s: float = 60.0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every request's headers."""
+        headers = {"Content-Type": "application/json"}
+        if self.key is not None:
+            headers[API_KEY_HEADER] = self.key
+        return headers
 
     async def run(self, records: Sequence[BenchRecord], rate: float) -> list[Call]:
         """One request per record at ``rate`` per second; the calls in due order."""
         connector = aiohttp.TCPConnector(limit=self.concurrency, force_close=False)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=self.headers
+        ) as session:
             slots = asyncio.Semaphore(self.concurrency)
             calls: list[Call | None] = [None] * len(records)
             tasks: list[asyncio.Task[None]] = []
@@ -187,9 +199,7 @@ class DecideLoad:
         status = NO_STATUS
         sent = time.monotonic()
         try:
-            async with session.post(
-                self.url + DECIDE_PATH, data=record.value, headers=self.headers
-            ) as response:
+            async with session.post(self.url + DECIDE_PATH, data=record.value) as response:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError):

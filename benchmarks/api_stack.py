@@ -25,6 +25,7 @@ from benchmarks.kafka_io import Collector, Publisher, wait_for_topics
 from benchmarks.measure import Monitor, ProcessTree
 from benchmarks.records import BenchRecord
 from benchmarks.systems import SYSTEMS, Context, Processes, create_stream_engine_topics
+from stream_engine.api.security import key_hash, new_key
 
 #: The API's producer linger (stream_engine/api/server.py LINGER_MS): the pipeline phase's
 #: publisher uses the same, so both paths wait alike before a record leaves.
@@ -33,10 +34,13 @@ _URL = re.compile(r"^api: (https?://\S+)$", re.MULTILINE)
 LAYOUTS = {"one": "stream_engine_one_worker", "per-stage": "stream_engine_per_stage"}
 
 
-def with_api_section(config: Path) -> None:
-    """Let anyone call the API of the benchmark's config copy (``api.anonymous: true``)."""
+def with_api_key(config: Path, key: str) -> None:
+    """The benchmark's config copy serves its API to one caller, the benchmark, by ``key``
+    (every scope, no rate limit: the sweep must find the process's limit, not the key's)."""
     data = yaml.safe_load(config.read_text())
-    data.setdefault("api", {})["anonymous"] = True
+    api = data.setdefault("api", {})
+    api["keys"] = [{"id": "bench", "hash": key_hash(key), "scopes": ["decide", "submit", "read"]}]
+    api.pop("anonymous", None)
     config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -66,6 +70,7 @@ class Stack:
         )
         self.layout = layout
         self.concurrency = concurrency
+        self.key = new_key()
         self.broker_pid = broker_pid
         self.profile_path = self.context.workdir / "api.prof" if profile else None
         self.collector = Collector(bootstrap, self.context.topology)
@@ -84,7 +89,7 @@ class Stack:
         """Topics, the output watcher, the workers, the API; returns once the API is ready."""
         with (self.context.workdir / "topics.log").open("a") as log:
             await asyncio.to_thread(create_stream_engine_topics, self.context, log)
-        with_api_section(self.config)
+        with_api_key(self.config, self.key)
         await wait_for_topics(self.context.bootstrap, self.context.topology.all_topics())
         await self.collector.start()
         self._spawn(self.collector.run())
@@ -159,7 +164,8 @@ class Stack:
         publisher = Publisher(self.context.bootstrap, self.context.topology.input)
         await publisher.publish(records[:half])
         await self.wait_decided([r.record_id for r in records[:half]], 120.0)
-        calls = await DecideLoad(self.api_url, self.concurrency).run(records[half:], 20.0)
+        load = DecideLoad(self.api_url, self.concurrency, self.key)
+        calls = await load.run(records[half:], 20.0)
         if any(c.status != 200 for c in calls):
             raise RuntimeError(f"warm-up decide calls failed: {[c.status for c in calls]}")
 
@@ -183,7 +189,7 @@ class Stack:
         request (as the pipeline's is from publishing), or with ``from_due`` from when it was
         due (a request waiting for a free slot counts the wait)."""
         self.check_alive()
-        load = DecideLoad(self.api_url, concurrency=self.concurrency)
+        load = DecideLoad(self.api_url, self.concurrency, self.key)
         before = await self._server_seconds()
         health: list[float] = []
         probe = asyncio.ensure_future(probe_health(self.api_url, 0.1, health))

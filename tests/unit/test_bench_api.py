@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.api import parse_args, record_budget
 from benchmarks.api_load import (
     Call,
+    DecideLoad,
     call_figures,
     due_times,
     figures,
@@ -35,9 +36,10 @@ from benchmarks.api_report import (
     summary,
     target_lines,
 )
-from benchmarks.api_stack import with_api_section
+from benchmarks.api_stack import with_api_key
 from benchmarks.harness import latencies_ms
 from benchmarks.kafka_io import Seen
+from stream_engine.api.security import key_hash
 
 
 def phase(rate: float, p99: float, count: int = 100, api_s: float = 0.5) -> Phase:
@@ -157,15 +159,28 @@ def test_phases_merged_pool_their_latencies_and_add_up_windows_and_cpu():
     assert both.cpu == Cpu(1.5, 2.5, 3.5, 4.5)
 
 
-def test_the_config_copy_lets_anonymous_callers_decide_and_keeps_the_rest(tmp_path):
+def test_the_config_copy_serves_the_api_to_the_benchmarks_key_alone_and_keeps_the_rest(
+    tmp_path,
+):
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({"pipeline": "p", "api": {"timeout_ms": 500}}))
+    listed = {"id": "web", "hash": "sha256:" + "0" * 64, "rate_per_s": 500}
+    config.write_text(
+        yaml.safe_dump({"pipeline": "p", "api": {"timeout_ms": 500, "keys": [listed]}})
+    )
 
-    with_api_section(config)
+    with_api_key(config, "the-key")
 
-    assert yaml.safe_load(config.read_text()) == {
-        "pipeline": "p",
-        "api": {"timeout_ms": 500, "anonymous": True},
+    api = yaml.safe_load(config.read_text())["api"]
+    assert api["timeout_ms"] == 500
+    assert api["keys"] == [
+        {"id": "bench", "hash": key_hash("the-key"), "scopes": ["decide", "submit", "read"]}
+    ]
+
+
+def test_decide_requests_carry_the_api_key_and_a_json_body():
+    assert DecideLoad("http://h", key="k").headers == {
+        "Content-Type": "application/json",
+        "X-API-Key": "k",
     }
 
 
