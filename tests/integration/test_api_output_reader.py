@@ -14,7 +14,7 @@ from stream_engine.api.outputs import OutputReader
 from stream_engine.api.view import DecisionView
 from stream_engine.core.outcome import OutputKind
 from stream_engine.runtime.cluster.topics import describe_topics, pipeline_topics
-from stream_engine.runtime.stage.codec import DLQ_PREFIX
+from stream_engine.runtime.stage.codec import DLQ_PREFIX, TRACE_HEADER
 
 
 async def test_the_output_reader_puts_a_decision_from_every_output_partition_in_the_view(
@@ -36,14 +36,19 @@ async def test_the_output_reader_puts_a_decision_from_every_output_partition_in_
         for topic in names:
             for partition in range(counts[topic] or 0):
                 record_id = f"{topic}-{partition}"
+                trace = f"00-{partition + 1:032x}-{len(expected) + 1:016x}-01"
                 expected.append(record_id)
-                answers.append(view.expect(record_id, trace="-"))
+                answers.append(view.expect(record_id, trace))
                 if topic == topics.dlq:
-                    headers = [(DLQ_PREFIX + "record_id", record_id.encode())]
+                    headers = [
+                        (DLQ_PREFIX + "record_id", record_id.encode()),
+                        (TRACE_HEADER, trace.encode()),
+                    ]
                     value = b"original bytes"
                 else:
                     headers = []
-                    value = orjson.dumps({"record_id": record_id, "status": "approved"})
+                    body = {"record_id": record_id, "status": "approved", "trace": trace}
+                    value = orjson.dumps(body)
                 await producer.send_and_wait(
                     topic, value, key=record_id.encode(), partition=partition, headers=headers
                 )
