@@ -185,29 +185,6 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_topic(kafka: KafkaSettings, topic: str, expected: int, timeout_s: float = 30.0):
-    """Every message of ``topic`` from the start, once at least ``expected`` arrived."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    found: list[Any] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    try:
-        while len(found) < expected and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                found.extend(messages)
-    finally:
-        await consumer.stop()
-    return found
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples (``name`` as exposed, e.g. ``..._total``) whose labels
     include ``labels``, from Prometheus text."""

@@ -27,12 +27,12 @@ from api_helpers import (
     api_metric,
     decision_of,
     get_json,
-    read_topic,
     tiny_pipeline,
     until,
     wait_ready,
 )
 from broker_fixtures import ensure_topics
+from state_helpers import read_topic
 
 from stream_engine.api.server import ApiServer, running_api
 from stream_engine.config.compiled import CompiledPipeline
