@@ -1,6 +1,6 @@
-"""A real Prometheus server (Debian's ``prometheus`` package) scrapes running workers, and
-every PromQL expression of the Grafana dashboard returns at least one series through its
-HTTP API."""
+"""A real Prometheus server (Debian's ``prometheus`` package) scrapes running workers and an
+API process (``serve``), and every PromQL expression of the Grafana dashboard returns at least
+one series through its HTTP API."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from api_helpers import ApiProcess
 from broker_fixtures import ensure_topics
 from harness import read_outcomes, samples
 
@@ -60,9 +62,10 @@ def api(base: str, path: str, **params: str) -> dict:
 
 
 async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
-    prometheus_binary, make_pipeline, kafka, client_for, worker_process, tmp_path
+    prometheus_binary, make_pipeline, kafka, broker, client_for, worker_process, tmp_path
 ):
     onboarding = make_pipeline(
+        api__anonymous=True,
         services__kyc__params__fail_rate=0.3,
         services__kyc__retry={"attempts": 1},
         services__kyc__circuit_breaker={"failure_threshold": 1000, "reset_timeout_s": 1},
@@ -80,9 +83,13 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
         await asyncio.to_thread(worker.wait_ready)
         url = re.search(r"metrics: http://([^/\s]+)/metrics", worker.log.read_text()).group(1)
         targets.append(url)
+    api = ApiProcess.serve(onboarding.effective.path, broker, log=tmp_path / "api.log")
+    api_url = await asyncio.to_thread(api.wait_listening)
+    targets.append(api_url.removeprefix("http://"))
     server, port = await asyncio.to_thread(start_prometheus, prometheus_binary, targets, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
+        await asyncio.to_thread(_decide_once, api_url, samples("customer_onboarding")[0])
         for pipeline, base_name in (
             (onboarding, "customer_onboarding"),
             (leads, "lead_enrichment"),
@@ -93,10 +100,27 @@ async def test_every_dashboard_query_returns_series_from_a_real_prometheus(
             await read_outcomes(kafka, pipeline_topics(pipeline), len(records) + 1, 120)
         missing = await asyncio.to_thread(_until_every_query_has_series, base, 90)
     finally:
+        api.kill()
         server.terminate()
         server.wait(timeout=30)
 
     assert missing == [], f"queries without a series: {missing}"
+
+
+def _decide_once(url: str, record: dict) -> None:
+    """One decide call, so the API's request series exist (retried until it is ready)."""
+    deadline = time.monotonic() + 60
+    body = json.dumps(record).encode()
+    while True:
+        request = urllib.request.Request(f"{url}/v1/decide", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                if response.status in (200, 202):
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def start_prometheus(
